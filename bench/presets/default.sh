@@ -1,0 +1,32 @@
+# bench/run.sh preset "default": this 2-core VM, whole run under 15 minutes.
+# Sizes are bytes with K/M/G suffixes (powers of 1024).  Sourced by run.sh.
+RUNS=3                      # repetitions of every measurement (median reported)
+
+DISK_SIZE=1G                # disk_uring file
+DISK_SECONDS=2              # random-read duration
+
+RAW_SIZE=1G                 # raw view scanned through the mount and as a plain file
+RAW_PAGE_SIZE=1M            # umapfs page size for the raw scans
+RAW_BUFFER=2G               # fits the file: warm runs are kernel-cache hits
+RAW_TOUCHES=20000           # random 4 KiB touches per random scan
+
+GRAPH_SCALE=20              # R-MAT 2^20 vertices, edgefactor 16: 128 MiB CSR
+GRAPH_EDGEFACTOR=16
+BFS_THREADS=2
+BFS_ROOTS=4
+BFS_PAGE_SIZE=64K           # umapfs page size for the side-by-side BFS
+BFS_BUFFER=512M             # fits the graph
+
+SWEEP_FRAMES_FIT=24         # nights for the sweep: one that fits SWEEP_BUFFER ...
+SWEEP_FRAMES_BIG=96         # ... and one four times larger
+SWEEP_WIDTH=1024
+SWEEP_HEIGHT=1024
+SWEEP_BUFFER=128M
+SWEEP_PAGE_SIZE=1M
+SWEEP_VECTORS=20000
+
+# The page-size study (BFS and the sweep, cold, fresh mount per run).
+STUDY_PAGE_SIZES="4K 16K 64K 256K 1M 4M"
+STUDY_BFS_BUFFERS="32M 512M"          # a quarter of the graph, and all of it
+STUDY_SWEEP_BUFFERS="32M 128M"
+STUDY_RUNS=1                          # repetitions per study point
