@@ -136,27 +136,51 @@ static uint32_t *make_perm(uint64_t n, uint64_t seed)
 	return perm;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return (x > y) - (x < y);
-}
-
+/*
+ * Sort a neighbour list: insertion sort for short lists, otherwise a
+ * median-of-three quicksort (recursing into the smaller half, so the stack
+ * stays O(log n)).  No comparison callbacks: lists are sorted in the inner
+ * loop of generation.
+ */
 static void sort_u32(uint32_t *a, uint64_t n)
 {
-	if (n < 24) {
-		for (uint64_t i = 1; i < n; i++) {
-			uint32_t x = a[i];
-			uint64_t j = i;
-			while (j > 0 && a[j - 1] > x) {
-				a[j] = a[j - 1];
+	while (n >= 24) {
+		uint32_t x = a[0], y = a[n / 2], z = a[n - 1];
+		uint32_t pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+		uint64_t i = 0, j = n - 1;
+		for (;;) {
+			while (a[i] < pivot)
+				i++;
+			while (a[j] > pivot)
 				j--;
-			}
-			a[j] = x;
+			if (i >= j)
+				break;
+			uint32_t t = a[i];
+			a[i] = a[j];
+			a[j] = t;
+			i++;
+			j--;
 		}
-		return;
+		/* [0, j] <= pivot <= [j+1, n) */
+		uint64_t left = j + 1;
+		if (left < n - left) {
+			sort_u32(a, left);
+			a += left;
+			n -= left;
+		} else {
+			sort_u32(a + left, n - left);
+			n = left;
+		}
 	}
-	qsort(a, n, sizeof(*a), cmp_u32);
+	for (uint64_t i = 1; i < n; i++) {
+		uint32_t x = a[i];
+		uint64_t j = i;
+		while (j > 0 && a[j - 1] > x) {
+			a[j] = a[j - 1];
+			j--;
+		}
+		a[j] = x;
+	}
 }
 
 static int write_all(int fd, const void *buf, size_t len, uint64_t off)
