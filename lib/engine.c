@@ -1,0 +1,517 @@
+/*
+ * The engine: configuration, the byte budget and eviction, the pool of
+ * io_uring rings used by synchronous misses, and the I/O threads that run
+ * prefetches.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine_i.h"
+
+/*
+ * Fill *cfg with the defaults: 1 MiB pages, 1 GiB buffer, FIFO, 2 I/O
+ * threads, queue depth 64, no log hook, the real system calls.
+ */
+UMAPFS_EXPORT void umapfs_engine_config_init(struct umapfs_engine_config *cfg)
+{
+	if (!cfg)
+		return;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->struct_size = sizeof(*cfg);
+	cfg->page_size = UINT64_C(1) << 20;
+	cfg->buffer_size = UINT64_C(1) << 30;
+	cfg->policy = UMAPFS_POLICY_FIFO;
+	cfg->io_threads = 2;
+	cfg->queue_depth = 64;
+}
+
+static bool valid_page_size(uint64_t ps)
+{
+	return ps >= UMAPFS_MIN_PAGE_SIZE && ps <= UMAPFS_MAX_PAGE_SIZE && (ps & (ps - 1)) == 0;
+}
+
+/* ---- per-thread pinned bytes, to tell "wait" from "can never fit" ---- */
+
+static _Thread_local struct {
+	const struct umapfs_engine *e;
+	int64_t bytes;
+} tl_pins[4];
+
+void tl_pins_add(const struct umapfs_engine *e, int64_t bytes)
+{
+	for (int i = 0; i < 4; i++) {
+		if (tl_pins[i].e == e) {
+			tl_pins[i].bytes += bytes;
+			if (tl_pins[i].bytes <= 0)
+				tl_pins[i].e = NULL, tl_pins[i].bytes = 0;
+			return;
+		}
+	}
+	if (bytes <= 0)
+		return;
+	for (int i = 0; i < 4; i++) {
+		if (!tl_pins[i].e) {
+			tl_pins[i].e = e;
+			tl_pins[i].bytes = bytes;
+			return;
+		}
+	}
+}
+
+static uint64_t tl_pinned(const struct umapfs_engine *e)
+{
+	for (int i = 0; i < 4; i++)
+		if (tl_pins[i].e == e)
+			return (uint64_t)tl_pins[i].bytes;
+	return 0;
+}
+
+/* ---- budget ---- */
+
+/* Wake threads waiting for budget (a page was unpinned or released). */
+void budget_wake(struct umapfs_engine *e)
+{
+	pthread_mutex_lock(&e->wait_lock);
+	e->wait_gen++;
+	pthread_cond_broadcast(&e->wait_cond);
+	pthread_mutex_unlock(&e->wait_lock);
+}
+
+void budget_release(struct umapfs_engine *e, uint64_t n)
+{
+	if (!n)
+		return;
+	atomic_fetch_sub(&e->used, n);
+	if (atomic_load(&e->waiters))
+		budget_wake(e);
+}
+
+static bool claim_for_evict(struct page *p)
+{
+	int zero = 0;
+	return atomic_compare_exchange_strong(&p->pins, &zero, PIN_EVICT);
+}
+
+/*
+ * Evict one page chosen by the policy.  Returns 1 when a page left, 0 when
+ * no page can be claimed (all pinned or the buffer holds only fills in
+ * flight), -EAGAIN when candidates existed but their front end asked to keep
+ * them, or the write-back error when every candidate's write-back failed.
+ */
+static int evict_one(struct umapfs_engine *e)
+{
+	size_t tries;
+	int last = 0;
+
+	pthread_mutex_lock(&e->policy_lock);
+	tries = e->policy.count;
+	pthread_mutex_unlock(&e->policy_lock);
+
+	for (size_t i = 0; i <= tries; i++) {
+		pthread_mutex_lock(&e->policy_lock);
+		struct page *p = e->policy.ops->victim(&e->policy, claim_for_evict);
+		pthread_mutex_unlock(&e->policy_lock);
+		if (!p)
+			return last;
+		int r = page_retire(e, p, true);
+		if (r == 0)
+			return 1;
+		last = r;
+	}
+	return last;
+}
+
+/*
+ * Reserve n bytes of the budget, evicting pages while it is full.  When no
+ * page can be evicted, waits for an unpin or a release unless `nowait` (then
+ * -EAGAIN).  Returns 0, -ENOSPC when the request can never fit (larger than
+ * the buffer, or the caller's own pins leave too little room), or a
+ * write-back error when the buffer is full of dirty pages that cannot be
+ * written back.
+ */
+int budget_reserve(struct umapfs_engine *e, uint64_t n, bool nowait)
+{
+	const uint64_t cap = e->cfg.buffer_size;
+
+	if (n > cap || tl_pinned(e) + n > cap)
+		return -ENOSPC;
+	for (;;) {
+		uint64_t cur = atomic_load(&e->used);
+		while (cur + n <= cap) {
+			if (atomic_compare_exchange_weak(&e->used, &cur, cur + n))
+				return 0;
+		}
+		pthread_mutex_lock(&e->wait_lock);
+		uint64_t gen = e->wait_gen;
+		atomic_fetch_add(&e->waiters, 1);
+		pthread_mutex_unlock(&e->wait_lock);
+
+		int r = evict_one(e);
+		if (r == 1) {
+			atomic_fetch_sub(&e->waiters, 1);
+			continue;
+		}
+		if (r < 0 && r != -EAGAIN) {
+			atomic_fetch_sub(&e->waiters, 1);
+			return r;
+		}
+		cur = atomic_load(&e->used);
+		if (cur + n <= cap) {
+			atomic_fetch_sub(&e->waiters, 1);
+			continue;
+		}
+		if (nowait) {
+			atomic_fetch_sub(&e->waiters, 1);
+			return -EAGAIN;
+		}
+		/* Everything is pinned or in flight: wait for an unpin/release. */
+		pthread_mutex_lock(&e->wait_lock);
+		if (e->wait_gen == gen) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += r == -EAGAIN ? 2000000 : 50000000;
+			if (ts.tv_nsec >= 1000000000)
+				ts.tv_sec++, ts.tv_nsec -= 1000000000;
+			pthread_cond_timedwait(&e->wait_cond, &e->wait_lock, &ts);
+		}
+		atomic_fetch_sub(&e->waiters, 1);
+		pthread_mutex_unlock(&e->wait_lock);
+	}
+}
+
+/* ---- ring pool ---- */
+
+/* Take a ring from the pool (creating one if empty); NULL and *err on failure. */
+struct ring_slot *ring_get(struct umapfs_engine *e, int *err)
+{
+	struct ring_slot *r;
+
+	pthread_mutex_lock(&e->ring_lock);
+	r = e->free_rings;
+	if (r)
+		e->free_rings = r->next;
+	pthread_mutex_unlock(&e->ring_lock);
+	if (r)
+		return r;
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	int ret = io_uring_queue_init(e->cfg.queue_depth, &r->ring, 0);
+	if (ret < 0) {
+		elog(e, UMAPFS_LOG_ERR, "io_uring_queue_init(%u): %s", e->cfg.queue_depth,
+		     strerror(-ret));
+		free(r);
+		*err = ret;
+		return NULL;
+	}
+	return r;
+}
+
+void ring_put(struct umapfs_engine *e, struct ring_slot *r)
+{
+	pthread_mutex_lock(&e->ring_lock);
+	r->next = e->free_rings;
+	e->free_rings = r;
+	pthread_mutex_unlock(&e->ring_lock);
+}
+
+/* ---- prefetch ---- */
+
+struct pf_req {
+	struct pf_req *next;
+	struct umapfs_view *v;
+	uint64_t off, len;
+	umapfs_prefetch_cb cb;
+	void *arg;
+	int efd;
+	int status; /* preset (e.g. -ENOSPC) or 0 */
+};
+
+static void pf_complete(struct pf_req *q, int status)
+{
+	if (q->cb)
+		q->cb(q->arg, q->v, q->off, q->len, status);
+	if (q->efd >= 0) {
+		uint64_t one = 1;
+		ssize_t w;
+		do
+			w = write(q->efd, &one, sizeof(one));
+		while (w < 0 && errno == EINTR);
+	}
+}
+
+static int pf_run(struct pf_req *q)
+{
+	struct umapfs_view *v = q->v;
+
+	if (q->status)
+		return q->status;
+	if (atomic_load(&v->dying))
+		return -ECANCELED;
+	if (!q->len)
+		return 0;
+	uint64_t first = q->off >> v->page_shift;
+	uint64_t last = (q->off + q->len - 1) >> v->page_shift;
+	return pages_fill_range(v, first, last - first + 1, false);
+}
+
+static void *io_thread(void *arg)
+{
+	struct umapfs_engine *e = arg;
+
+	pthread_mutex_lock(&e->q_lock);
+	for (;;) {
+		while (!e->q_head && !e->stopping)
+			pthread_cond_wait(&e->q_cond, &e->q_lock);
+		if (!e->q_head)
+			break;
+		struct pf_req *q = e->q_head;
+		e->q_head = q->next;
+		if (!e->q_head)
+			e->q_tail = NULL;
+		pthread_mutex_unlock(&e->q_lock);
+
+		int st = pf_run(q);
+		pf_complete(q, st);
+
+		pthread_mutex_lock(&e->q_lock);
+		q->v->active--;
+		pthread_cond_broadcast(&e->q_done);
+		free(q);
+	}
+	pthread_mutex_unlock(&e->q_lock);
+	return NULL;
+}
+
+/*
+ * Queue an asynchronous fill of [off, off+len) (clamped to the view).  The
+ * request completes once every page was made resident (status 0) or with the
+ * first error; a range whose pages cannot all fit in the buffer at once
+ * completes with -ENOSPC.  `cb` runs on an engine I/O thread; `eventfd` gets
+ * 1 added.  Returns 0 once queued, -EINVAL when off is past the end or v is
+ * NULL, -ESHUTDOWN when the view is being destroyed, -ENOMEM.
+ */
+UMAPFS_EXPORT int umapfs_view_prefetch(struct umapfs_view *v, uint64_t off, uint64_t len,
+				       umapfs_prefetch_cb cb, void *arg, int eventfd)
+{
+	if (!v || off > v->size)
+		return -EINVAL;
+	struct umapfs_engine *e = v->e;
+	if (len > v->size - off)
+		len = v->size - off;
+	struct pf_req *q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->v = v;
+	q->off = off;
+	q->len = len;
+	q->cb = cb;
+	q->arg = arg;
+	q->efd = eventfd;
+	if (len) {
+		uint64_t first = off >> v->page_shift, last = (off + len - 1) >> v->page_shift;
+		uint64_t need = (last - first) * v->page_size;
+		uint64_t lastlen = v->size - (last << v->page_shift);
+		need += round_up(lastlen < v->page_size ? lastlen : v->page_size, IO_ALIGN);
+		if (last - first + 1 > e->cfg.buffer_size / v->page_size || need > e->cfg.buffer_size)
+			q->status = -ENOSPC;
+	}
+	pthread_mutex_lock(&e->q_lock);
+	if (atomic_load(&v->dying) || e->stopping) {
+		pthread_mutex_unlock(&e->q_lock);
+		free(q);
+		return -ESHUTDOWN;
+	}
+	v->active++;
+	if (e->q_tail)
+		e->q_tail->next = q;
+	else
+		e->q_head = q;
+	e->q_tail = q;
+	pthread_cond_signal(&e->q_cond);
+	pthread_mutex_unlock(&e->q_lock);
+	atomic_fetch_add(&e->prefetches, 1);
+	return 0;
+}
+
+/*
+ * Complete the view's queued (not yet started) prefetches with -ECANCELED
+ * and wait for the running ones.  Called by view destroy after `dying` is set.
+ */
+void prefetch_cancel_view(struct umapfs_view *v)
+{
+	struct umapfs_engine *e = v->e;
+	struct pf_req *mine = NULL, **pp;
+
+	pthread_mutex_lock(&e->q_lock);
+	for (pp = &e->q_head; *pp;) {
+		struct pf_req *q = *pp;
+		if (q->v == v) {
+			*pp = q->next;
+			q->next = mine;
+			mine = q;
+		} else {
+			pp = &q->next;
+		}
+	}
+	e->q_tail = NULL;
+	for (struct pf_req *q = e->q_head; q; q = q->next)
+		e->q_tail = q;
+	pthread_mutex_unlock(&e->q_lock);
+
+	while (mine) {
+		struct pf_req *q = mine;
+		mine = q->next;
+		pf_complete(q, -ECANCELED);
+		free(q);
+		pthread_mutex_lock(&e->q_lock);
+		v->active--;
+		pthread_mutex_unlock(&e->q_lock);
+	}
+	pthread_mutex_lock(&e->q_lock);
+	while (v->active > 0)
+		pthread_cond_wait(&e->q_done, &e->q_lock);
+	pthread_mutex_unlock(&e->q_lock);
+}
+
+/* ---- life cycle ---- */
+
+static void engine_free(struct umapfs_engine *e)
+{
+	if (e->threads) {
+		pthread_mutex_lock(&e->q_lock);
+		e->stopping = true;
+		pthread_cond_broadcast(&e->q_cond);
+		pthread_mutex_unlock(&e->q_lock);
+		for (unsigned i = 0; i < e->nthreads; i++)
+			pthread_join(e->threads[i], NULL);
+		free(e->threads);
+	}
+	while (e->free_rings) {
+		struct ring_slot *r = e->free_rings;
+		e->free_rings = r->next;
+		io_uring_queue_exit(&r->ring);
+		free(r);
+	}
+	for (unsigned i = 0; i < NSHARDS; i++) {
+		pthread_mutex_destroy(&e->shards[i].lock);
+		pthread_cond_destroy(&e->shards[i].cond);
+		free(e->shards[i].buckets);
+	}
+	pthread_mutex_destroy(&e->policy_lock);
+	pthread_mutex_destroy(&e->wait_lock);
+	pthread_cond_destroy(&e->wait_cond);
+	pthread_mutex_destroy(&e->ring_lock);
+	pthread_mutex_destroy(&e->q_lock);
+	pthread_cond_destroy(&e->q_cond);
+	pthread_cond_destroy(&e->q_done);
+	free(e);
+}
+
+/*
+ * Validate `cfg` and create an engine with its I/O threads.  A config with
+ * struct_size smaller than ours is accepted (missing fields keep their
+ * defaults).  Returns 0 and stores the engine in *out, -EINVAL (reason
+ * logged through cfg->log) for a bad configuration, -ENOMEM, or the error
+ * of creating a thread or io_uring.
+ */
+UMAPFS_EXPORT int umapfs_engine_create(const struct umapfs_engine_config *cfg,
+				       struct umapfs_engine **out)
+{
+	struct umapfs_engine *e;
+	struct umapfs_engine_config c;
+	int ret = -EINVAL;
+
+	if (!cfg || !out)
+		return -EINVAL;
+	*out = NULL;
+	umapfs_engine_config_init(&c);
+	if (cfg->struct_size < offsetof(struct umapfs_engine_config, page_size) + sizeof(uint64_t))
+		return -EINVAL;
+	memcpy(&c, cfg, cfg->struct_size < sizeof(c) ? cfg->struct_size : sizeof(c));
+	c.struct_size = sizeof(c);
+
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->cfg = c;
+	for (unsigned i = 0; i < NSHARDS; i++) {
+		pthread_mutex_init(&e->shards[i].lock, NULL);
+		pthread_cond_init(&e->shards[i].cond, NULL);
+	}
+	pthread_mutex_init(&e->policy_lock, NULL);
+	pthread_mutex_init(&e->wait_lock, NULL);
+	pthread_cond_init(&e->wait_cond, NULL);
+	pthread_mutex_init(&e->ring_lock, NULL);
+	pthread_mutex_init(&e->q_lock, NULL);
+	pthread_cond_init(&e->q_cond, NULL);
+	pthread_cond_init(&e->q_done, NULL);
+	sys_fill_defaults(&e->sys, c.sys);
+
+	if (!valid_page_size(c.page_size)) {
+		elog(e, UMAPFS_LOG_ERR,
+		     "page size %llu is not a power of two between 4 KiB and 64 MiB",
+		     (unsigned long long)c.page_size);
+		goto out;
+	}
+	if (c.buffer_size < c.page_size) {
+		elog(e, UMAPFS_LOG_ERR, "buffer size %llu is smaller than one page (%llu)",
+		     (unsigned long long)c.buffer_size, (unsigned long long)c.page_size);
+		goto out;
+	}
+	if (policy_init(&e->policy, c.policy) < 0) {
+		elog(e, UMAPFS_LOG_ERR, "unknown replacement policy %d", c.policy);
+		goto out;
+	}
+	if (c.io_threads < 1 || c.io_threads > 256) {
+		elog(e, UMAPFS_LOG_ERR, "io_threads %u: must be 1..256", c.io_threads);
+		goto out;
+	}
+	if (c.queue_depth < 1 || c.queue_depth > 4096) {
+		elog(e, UMAPFS_LOG_ERR, "queue_depth %u: must be 1..4096", c.queue_depth);
+		goto out;
+	}
+	/* One ring now, so an io_uring-less kernel fails here and not at the first miss. */
+	struct ring_slot *r = ring_get(e, &ret);
+	if (!r)
+		goto out;
+	ring_put(e, r);
+
+	e->threads = calloc(c.io_threads, sizeof(pthread_t));
+	if (!e->threads) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (; e->nthreads < c.io_threads; e->nthreads++) {
+		int err = pthread_create(&e->threads[e->nthreads], NULL, io_thread, e);
+		if (err) {
+			elog(e, UMAPFS_LOG_ERR, "cannot start I/O thread: %s", strerror(err));
+			ret = -err;
+			goto out;
+		}
+	}
+	*out = e;
+	return 0;
+out:
+	engine_free(e);
+	return ret;
+}
+
+/*
+ * Stop the I/O threads and free the engine.  Returns 0, -EBUSY (and does
+ * nothing) while views exist, -EINVAL for NULL.
+ */
+UMAPFS_EXPORT int umapfs_engine_destroy(struct umapfs_engine *e)
+{
+	if (!e)
+		return -EINVAL;
+	if (atomic_load(&e->nviews) > 0)
+		return -EBUSY;
+	engine_free(e);
+	return 0;
+}
