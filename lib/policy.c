@@ -178,7 +178,8 @@ static void lru_place(struct policy *pol, struct page *p)
 
 static struct page *lru_victim(struct policy *pol, policy_claim_fn claim)
 {
-	size_t steps = 2 * pol->count + 1;
+	/* Each page is re-placed at most once per pass (unless touched meanwhile). */
+	size_t steps = 3 * pol->count + 1;
 	struct page *p = pol->head;
 
 	while (p && steps--) {
@@ -188,8 +189,8 @@ static struct page *lru_victim(struct policy *pol, policy_claim_fn claim)
 			list_unlink(pol, p);
 			p->list_stamp = lu;
 			lru_place(pol, p);
-			if (!nx)
-				nx = pol->head == p ? NULL : p; /* p went to the tail: visit it */
+			/* p may now sit before nx (nx was filled after p's last use): start over */
+			nx = pol->head;
 		} else if (claim(p)) {
 			list_unlink(pol, p);
 			return p;
