@@ -101,7 +101,7 @@ static bool claim_for_evict(struct page *p)
  * flight), -EAGAIN when candidates existed but their front end asked to keep
  * them, or the write-back error when every candidate's write-back failed.
  */
-static int evict_one(struct umapfs_engine *e)
+static int evict_one(struct umapfs_engine *e, uint64_t want, void **frame)
 {
 	size_t tries;
 	int last = 0;
@@ -116,7 +116,8 @@ static int evict_one(struct umapfs_engine *e)
 		pthread_mutex_unlock(&e->policy_lock);
 		if (!p)
 			return last;
-		int r = page_retire(e, p, true);
+		/* A victim of the size we need hands its frame and charge over. */
+		int r = page_retire(e, p, true, p->charge == want ? frame : NULL);
 		if (r == 0)
 			return 1;
 		last = r;
@@ -127,15 +128,19 @@ static int evict_one(struct umapfs_engine *e)
 /*
  * Reserve n bytes of the budget, evicting pages while it is full.  When no
  * page can be evicted, waits for an unpin or a release unless `nowait` (then
- * -EAGAIN).  Returns 0, -ENOSPC when the request can never fit (larger than
+ * -EAGAIN).  When the reservation is the charge of an evicted page of the
+ * same size, its frame is handed over in *frame (else *frame is NULL): the
+ * caller then skips allocating (and the kernel zeroing) a new one.
+ * Returns 0, -ENOSPC when the request can never fit (larger than
  * the buffer, or the caller's own pins leave too little room), or a
  * write-back error when the buffer is full of dirty pages that cannot be
  * written back.
  */
-int budget_reserve(struct umapfs_engine *e, uint64_t n, bool nowait)
+int budget_reserve(struct umapfs_engine *e, uint64_t n, bool nowait, void **frame)
 {
 	const uint64_t cap = e->cfg.buffer_size;
 
+	*frame = NULL;
 	if (n > cap || tl_pinned(e) + n > cap)
 		return -ENOSPC;
 	for (;;) {
@@ -149,9 +154,11 @@ int budget_reserve(struct umapfs_engine *e, uint64_t n, bool nowait)
 		atomic_fetch_add(&e->waiters, 1);
 		pthread_mutex_unlock(&e->wait_lock);
 
-		int r = evict_one(e);
+		int r = evict_one(e, n, frame);
 		if (r == 1) {
 			atomic_fetch_sub(&e->waiters, 1);
+			if (*frame)
+				return 0;
 			continue;
 		}
 		if (r < 0 && r != -EAGAIN) {

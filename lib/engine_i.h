@@ -211,7 +211,7 @@ void sys_fill_defaults(struct umapfs_sys *out, const struct umapfs_sys *in);
 static inline uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
 
 /* ---- engine.c ---- */
-int budget_reserve(struct umapfs_engine *e, uint64_t n, bool nowait);
+int budget_reserve(struct umapfs_engine *e, uint64_t n, bool nowait, void **frame);
 void budget_release(struct umapfs_engine *e, uint64_t n);
 void budget_wake(struct umapfs_engine *e);
 struct ring_slot *ring_get(struct umapfs_engine *e, int *err);
@@ -222,7 +222,7 @@ void tl_pins_add(const struct umapfs_engine *e, int64_t bytes);
 /* ---- view.c (page table) ---- */
 struct shard *page_shard(struct umapfs_engine *e, const struct umapfs_view *v, uint64_t idx,
 			 uint64_t *hash);
-int page_retire(struct umapfs_engine *e, struct page *p, bool evict);
+int page_retire(struct umapfs_engine *e, struct page *p, bool evict, void **frame);
 int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, struct page **out);
 void page_unpin(struct umapfs_engine *e, struct page *p);
 int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool nowait_first);

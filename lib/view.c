@@ -156,7 +156,7 @@ static void hooks_snapshot(struct umapfs_view *v, struct umapfs_view_hooks *h)
  * unclaimed and the error is returned.  Without `evict` (view destroy) the
  * page leaves regardless and the write-back error is returned.
  */
-int page_retire(struct umapfs_engine *e, struct page *p, bool evict)
+int page_retire(struct umapfs_engine *e, struct page *p, bool evict, void **frame)
 {
 	struct umapfs_view *v = p->view;
 	struct umapfs_view_hooks h;
@@ -203,8 +203,12 @@ int page_retire(struct umapfs_engine *e, struct page *p, bool evict)
 	pthread_mutex_unlock(&s->lock);
 	if (evict)
 		atomic_fetch_add(&e->evictions, 1);
-	free(p->data);
-	budget_release(e, p->charge);
+	if (frame) {
+		*frame = p->data; /* the charge goes with it */
+	} else {
+		free(p->data);
+		budget_release(e, p->charge);
+	}
 	free(p);
 	return ret;
 }
@@ -298,6 +302,7 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, struct 
 	uint64_t h;
 	struct shard *s = page_shard(e, v, idx, &h);
 	uint64_t charge = 0;
+	void *frame = NULL;
 	struct page *p;
 	int ret;
 
@@ -309,8 +314,10 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, struct 
 				if (!charge)
 					s->hits++;
 				pthread_mutex_unlock(&s->lock);
-				if (charge)
+				if (charge) {
+					free(frame);
 					budget_release(e, charge);
+				}
 				e->policy.ops->touch(&e->policy, p);
 				*out = p;
 				return 0;
@@ -325,8 +332,10 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, struct 
 				s->misses++;
 			ret = wait_inflight(s, p);
 			pthread_mutex_unlock(&s->lock);
-			if (charge)
+			if (charge) {
+				free(frame);
 				budget_release(e, charge);
+			}
 			if (ret)
 				return ret;
 			*out = p;
@@ -338,7 +347,7 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, struct 
 		s->misses++;
 		pthread_mutex_unlock(&s->lock);
 		charge = round_up(page_len(v, idx), IO_ALIGN);
-		ret = budget_reserve(e, charge, false);
+		ret = budget_reserve(e, charge, false, &frame);
 		if (ret < 0)
 			return ret;
 		pthread_mutex_lock(&s->lock);
@@ -347,13 +356,15 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, struct 
 	if (!p || shard_insert(s, p, h) < 0) {
 		pthread_mutex_unlock(&s->lock);
 		free(p);
+		free(frame);
 		budget_release(e, charge);
 		return -ENOMEM;
 	}
 	pthread_mutex_unlock(&s->lock);
 
 	p->fill_start_ns = now_ns();
-	if (posix_memalign(&p->data, IO_ALIGN, charge)) {
+	p->data = frame;
+	if (!p->data && posix_memalign(&p->data, IO_ALIGN, charge)) {
 		p->data = NULL;
 		fill_finish(v, p, -ENOMEM, false);
 		return -ENOMEM;
@@ -419,7 +430,8 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 		}
 		pthread_mutex_unlock(&s->lock);
 
-		int r = budget_reserve(e, charge, nb > 0 || nowait_first);
+		void *frame = NULL;
+		int r = budget_reserve(e, charge, nb > 0 || nowait_first, &frame);
 		if (r == -EAGAIN && nb > 0) {
 			io_fill_pages(v, batch, nb, errs);
 			for (size_t k = 0; k < nb; k++) {
@@ -430,7 +442,7 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 					page_unpin(e, batch[k]);
 			}
 			nb = 0;
-			r = budget_reserve(e, charge, false);
+			r = budget_reserve(e, charge, false, &frame);
 		}
 		if (r < 0) {
 			if (!ret)
@@ -440,6 +452,7 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 		pthread_mutex_lock(&s->lock);
 		if (shard_lookup(s, h, v, idx)) { /* raced: someone else has it */
 			pthread_mutex_unlock(&s->lock);
+			free(frame);
 			budget_release(e, charge);
 			i--; /* look again: resident, or in flight to wait for */
 			continue;
@@ -448,6 +461,7 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 		if (!p || shard_insert(s, p, h) < 0) {
 			pthread_mutex_unlock(&s->lock);
 			free(p);
+			free(frame);
 			budget_release(e, charge);
 			ret = -ENOMEM;
 			break;
@@ -455,7 +469,8 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 		s->misses++;
 		pthread_mutex_unlock(&s->lock);
 		p->fill_start_ns = now_ns();
-		if (posix_memalign(&p->data, IO_ALIGN, charge)) {
+		p->data = frame;
+		if (!p->data && posix_memalign(&p->data, IO_ALIGN, charge)) {
 			p->data = NULL;
 			fill_finish(v, p, -ENOMEM, false);
 			ret = -ENOMEM;
@@ -805,7 +820,7 @@ UMAPFS_EXPORT int umapfs_view_destroy(struct umapfs_view *v)
 				e->policy.ops->remove(&e->policy, p);
 				pthread_mutex_unlock(&e->policy_lock);
 				bool dirty = atomic_load(&p->dirty);
-				int r = page_retire(e, p, false);
+				int r = page_retire(e, p, false, NULL);
 				wrote |= dirty;
 				if (r < 0 && !ret)
 					ret = r;
