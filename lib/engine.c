@@ -149,12 +149,27 @@ int budget_reserve(struct umapfs_engine *e, uint64_t n, bool nowait, void **fram
 			if (atomic_compare_exchange_weak(&e->used, &cur, cur + n))
 				return 0;
 		}
+		int r = evict_one(e, n, frame);
+		if (r == 1) {
+			if (*frame)
+				return 0;
+			continue;
+		}
+		if (r < 0 && r != -EAGAIN)
+			return r;
+		if (nowait)
+			return -EAGAIN;
+
+		/*
+		 * Register as a waiter, then look once more: an unpin or release
+		 * either happened before (we see it now) or sees waiters > 0 and
+		 * bumps wait_gen.
+		 */
 		pthread_mutex_lock(&e->wait_lock);
 		uint64_t gen = e->wait_gen;
 		atomic_fetch_add(&e->waiters, 1);
 		pthread_mutex_unlock(&e->wait_lock);
-
-		int r = evict_one(e, n, frame);
+		r = evict_one(e, n, frame);
 		if (r == 1) {
 			atomic_fetch_sub(&e->waiters, 1);
 			if (*frame)
@@ -169,10 +184,6 @@ int budget_reserve(struct umapfs_engine *e, uint64_t n, bool nowait, void **fram
 		if (cur + n <= cap) {
 			atomic_fetch_sub(&e->waiters, 1);
 			continue;
-		}
-		if (nowait) {
-			atomic_fetch_sub(&e->waiters, 1);
-			return -EAGAIN;
 		}
 		/* Everything is pinned or in flight: wait for an unpin/release. */
 		pthread_mutex_lock(&e->wait_lock);
@@ -264,7 +275,7 @@ static int pf_run(struct pf_req *q)
 		return 0;
 	uint64_t first = q->off >> v->page_shift;
 	uint64_t last = (q->off + q->len - 1) >> v->page_shift;
-	return pages_fill_range(v, first, last - first + 1, false);
+	return pages_fill_range(v, first, last - first + 1, false, false);
 }
 
 static void *io_thread(void *arg)

@@ -223,9 +223,11 @@ void tl_pins_add(const struct umapfs_engine *e, int64_t bytes);
 struct shard *page_shard(struct umapfs_engine *e, const struct umapfs_view *v, uint64_t idx,
 			 uint64_t *hash);
 int page_retire(struct umapfs_engine *e, struct page *p, bool evict, void **frame);
-int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, struct page **out);
+int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, bool count,
+	     struct page **out);
 void page_unpin(struct umapfs_engine *e, struct page *p);
-int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool nowait_first);
+int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool nowait_first,
+		     bool count);
 void page_mark_dirty(struct umapfs_engine *e, struct page *p);
 
 /* ---- io.c ---- */

@@ -296,7 +296,8 @@ static struct page *page_new(struct umapfs_view *v, uint64_t idx, uint64_t charg
  * whole_src (a write covering the whole page) and it is marked dirty.
  * Returns 0 or -errno.
  */
-int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, struct page **out)
+int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, bool count,
+	     struct page **out)
 {
 	struct umapfs_engine *e = v->e;
 	uint64_t h;
@@ -311,7 +312,7 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, struct 
 		p = shard_lookup(s, h, v, idx);
 		if (p && p->state == PAGE_RESIDENT) {
 			if (try_pin(p)) {
-				if (!charge)
+				if (!charge && count)
 					s->hits++;
 				pthread_mutex_unlock(&s->lock);
 				if (charge) {
@@ -328,7 +329,7 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, struct 
 		}
 		if (p) { /* FILLING */
 			atomic_fetch_add(&p->pins, 1);
-			if (!charge)
+			if (!charge && count)
 				s->misses++;
 			ret = wait_inflight(s, p);
 			pthread_mutex_unlock(&s->lock);
@@ -344,7 +345,8 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, struct 
 		if (charge)
 			break;
 		/* Missing: reserve budget holding no claim, then look again. */
-		s->misses++;
+		if (count)
+			s->misses++;
 		pthread_mutex_unlock(&s->lock);
 		charge = round_up(page_len(v, idx), IO_ALIGN);
 		ret = budget_reserve(e, charge, false, &frame);
@@ -391,7 +393,8 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, struct 
  * full buffer submits the batch first.  Pages in flight elsewhere are waited
  * for at the end.  Returns 0 or the first error.
  */
-int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool nowait_first)
+int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool nowait_first,
+		     bool count)
 {
 	struct umapfs_engine *e = v->e;
 	size_t cap = e->cfg.queue_depth < 64 ? e->cfg.queue_depth : 64;
@@ -414,6 +417,12 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 		struct page *p = shard_lookup(s, h, v, idx);
 		if (p) {
 			bool inflight = p->state == PAGE_FILLING;
+			if (count) {
+				if (inflight)
+					s->misses++;
+				else
+					s->hits++;
+			}
 			pthread_mutex_unlock(&s->lock);
 			if (inflight) {
 				if (nf == ff) {
@@ -466,7 +475,8 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 			ret = -ENOMEM;
 			break;
 		}
-		s->misses++;
+		if (count)
+			s->misses++;
 		pthread_mutex_unlock(&s->lock);
 		p->fill_start_ns = now_ns();
 		p->data = frame;
@@ -502,7 +512,7 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 	/* Pages that were in flight elsewhere: wait (refilling if they failed or left). */
 	for (size_t k = 0; k < nf && !ret; k++) {
 		struct page *p;
-		int r = page_get(v, foreign[k], NULL, &p);
+		int r = page_get(v, foreign[k], NULL, false, &p);
 		if (r < 0)
 			ret = r;
 		else
@@ -884,33 +894,41 @@ UMAPFS_EXPORT ssize_t umapfs_view_read(struct umapfs_view *v, void *buf, size_t 
 	if (len > SSIZE_MAX)
 		len = SSIZE_MAX;
 	struct umapfs_engine *e = v->e;
-	uint64_t first = off >> v->page_shift, last = (off + len - 1) >> v->page_shift;
-	if (last > first && !v->has_ops) {
-		/* Several pages: batch their misses into one submission (best effort). */
-		uint64_t n = last - first + 1, room = e->cfg.buffer_size / v->page_size / 2;
+	uint64_t last = (off + len - 1) >> v->page_shift;
+	uint64_t room = e->cfg.buffer_size / v->page_size / 2;
+	if (room > 64)
+		room = 64;
+	size_t done = 0;
+	while (done < len) {
+		uint64_t idx = (off + done) >> v->page_shift;
+		uint64_t n = last - idx + 1;
+		bool batched = false;
 		if (n > room)
 			n = room;
-		if (n > 1) {
-			int r = pages_fill_range(v, first, n, true);
+		if (n > 1 && !v->has_ops) {
+			/* Several pages: their misses go out in one submission (best effort). */
+			int r = pages_fill_range(v, idx, n, true, true);
 			/* a full buffer only ends the batch; real errors fail the read */
 			if (r < 0 && r != -EAGAIN && r != -ENOSPC && r != -ENOMEM)
 				return r;
+			batched = true;
+		} else {
+			n = 1;
 		}
-	}
-	size_t done = 0;
-	while (done < len) {
-		uint64_t pos = off + done, idx = pos >> v->page_shift;
-		size_t in = (size_t)(pos - (idx << v->page_shift));
-		struct page *p;
-		int r = page_get(v, idx, NULL, &p);
-		if (r < 0)
-			return r;
-		size_t n = p->len - in;
-		if (n > len - done)
-			n = len - done;
-		memcpy((char *)buf + done, (char *)p->data + in, n);
-		page_unpin(e, p);
-		done += n;
+		for (uint64_t k = 0; k < n && done < len; k++) {
+			uint64_t pos = off + done;
+			size_t in = (size_t)(pos - ((idx + k) << v->page_shift));
+			struct page *p;
+			int r = page_get(v, idx + k, NULL, !batched, &p);
+			if (r < 0)
+				return r;
+			size_t c = p->len - in;
+			if (c > len - done)
+				c = len - done;
+			memcpy((char *)buf + done, (char *)p->data + in, c);
+			page_unpin(e, p);
+			done += c;
+		}
 	}
 	return (ssize_t)done;
 }
@@ -947,7 +965,7 @@ UMAPFS_EXPORT ssize_t umapfs_view_write(struct umapfs_view *v, const void *buf, 
 			n = len - done;
 		const char *src = (const char *)buf + done;
 		struct page *p;
-		int r = page_get(v, idx, (in == 0 && n == plen) ? src : NULL, &p);
+		int r = page_get(v, idx, (in == 0 && n == plen) ? src : NULL, true, &p);
 		if (r < 0)
 			return done ? (ssize_t)done : r;
 		memcpy((char *)p->data + in, src, n);
@@ -1045,7 +1063,7 @@ UMAPFS_EXPORT int umapfs_view_pin(struct umapfs_view *v, uint64_t off, struct um
 	if (!v || !ref || off >= v->size)
 		return -EINVAL;
 	struct page *p;
-	int r = page_get(v, off >> v->page_shift, NULL, &p);
+	int r = page_get(v, off >> v->page_shift, NULL, true, &p);
 	if (r < 0)
 		return r;
 	ref->data = p->data;

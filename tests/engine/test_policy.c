@@ -187,3 +187,27 @@ Test(engine, pinned_pages_are_not_evicted)
 	cr_assert_leq(stats_of(f.e).resident_bytes, 2 * PG);
 	fx_fini(&f);
 }
+
+/* A multi-page read counts each page once: misses the first time, hits after. */
+Test(engine, multi_page_read_counts_each_page_once)
+{
+	struct fx f;
+	fx_init(&f, UMAPFS_POLICY_FIFO, 16);
+	unsigned char *b = malloc(6 * PG), *want = malloc(6 * PG);
+	pat_fill(want, 6 * PG, 3, 2 * PG + 7);
+	cr_assert_eq(umapfs_view_read(f.v, b, 5 * PG, 2 * PG + 7), 5 * PG); /* pages 2..7 */
+	cr_assert(memcmp(b, want, 5 * PG) == 0);
+	struct umapfs_stats st = stats_of(f.e);
+	cr_assert_eq(st.misses, 6);
+	cr_assert_eq(st.hits, 0);
+	cr_assert_eq(st.fills, 6);
+	cr_assert_eq(umapfs_view_read(f.v, b, 5 * PG, 2 * PG + 7), 5 * PG);
+	cr_assert(memcmp(b, want, 5 * PG) == 0);
+	st = stats_of(f.e);
+	cr_assert_eq(st.misses, 6);
+	cr_assert_eq(st.hits, 6);
+	cr_assert_eq(st.fills, 6);
+	free(b);
+	free(want);
+	fx_fini(&f);
+}
