@@ -1096,12 +1096,17 @@ static double time_span(const struct sweep_cube *c)
 	return c->n > 1 ? c->dt[c->n - 1] : 0;
 }
 
+double sweep_vstep(const struct sweep_cube *c, const struct sweep_opts *o)
+{
+	double span = time_span(c);
+	if (o->vstep > 0)
+		return o->vstep;
+	return span > 0 ? 3.0 / span : 1.0;
+}
+
 long sweep_velocity_grid(const struct sweep_cube *c, const struct sweep_opts *o, float **out)
 {
-	double step = o->vstep;
-	double span = time_span(c);
-	if (step <= 0)
-		step = span > 0 ? 2.0 / span : 1.0;
+	double step = sweep_vstep(c, o);
 	long m = (long)floor(o->vmax / step + 1e-9);
 	if (m > 2000)
 		return -E2BIG;
@@ -1773,5 +1778,83 @@ int sweep_read_frame(const char *path, float *buf, long long npx, char *err, siz
 	status = 0;
 	if (f)
 		fits_close_file(f, &status);
+	return ret;
+}
+
+/* ---- refinement --------------------------------------------------------- */
+
+/*
+ * Median over the frames of the 3x3 box sum around each sample of a path
+ * (a PSF-matched score: smoother in position than single pixels).
+ */
+static double box_median(const struct sweep_cube *c, int32_t x0, int32_t y0, const int32_t *dx,
+			 const int32_t *dy, float *v)
+{
+	const size_t plane = (size_t)c->h * c->w;
+	int m = 0;
+	for (long k = 0; k < c->n; k++) {
+		int64_t x = (int64_t)x0 + dx[k], y = (int64_t)y0 + dy[k];
+		if (x < 1 || y < 1 || x >= c->w - 1 || y >= c->h - 1)
+			continue;
+		double s = 0;
+		int bad = 0;
+		for (int j = -1; j <= 1; j++)
+			for (int i = -1; i <= 1; i++) {
+				size_t p = (size_t)(y + j) * c->w + (size_t)(x + i);
+				float f = load(c, plane * k + p);
+				if (c->stat)
+					f -= c->stat->img[p];
+				if (f != f)
+					bad = 1;
+				s += f;
+			}
+		if (!bad)
+			v[m++] = (float)s;
+	}
+	return m >= (c->n + 1) / 2 ? sweep_median(v, m) : -INFINITY;
+}
+
+int sweep_refine(const struct sweep_cube *c, struct sweep_cand *p, double step)
+{
+	if (c->backend == SWEEP_CFITSIO)
+		return 0; /* refinement reads 9 pixels per sample: not with per-pixel cfitsio */
+	float *v = malloc(c->n * sizeof(float));
+	int32_t *d = malloc(2 * c->n * sizeof(int32_t));
+	if (!v || !d) {
+		free(v);
+		free(d);
+		return -ENOMEM;
+	}
+	int ret = 0;
+	path_offsets(c, p->vx, p->vy, d, d + c->n);
+	ret = ensure_path(c, NULL, p->y0, d + c->n, 3 + (int)ceil(step * time_span(c)));
+	struct sweep_cand best = *p;
+	double bs = -INFINITY;
+	for (int j = -1; j <= 1 && !ret; j++)
+		for (int i = -1; i <= 1; i++)
+			for (int b = -4; b <= 4; b++)
+				for (int a = -4; a <= 4; a++) {
+					float vx = (float)(p->vx + a * step / 4), vy = (float)(p->vy + b * step / 4);
+					path_offsets(c, vx, vy, d, d + c->n);
+					double s = box_median(c, p->x0 + i, p->y0 + j, d, d + c->n, v);
+					if (s > bs) {
+						bs = s;
+						best.x0 = p->x0 + i;
+						best.y0 = p->y0 + j;
+						best.vx = vx;
+						best.vy = vy;
+					}
+				}
+	if (!ret && bs > -INFINITY) {
+		path_offsets(c, best.vx, best.vy, d, d + c->n);
+		int ge, m = gather_off(c, NULL, best.x0, best.y0, d, d + c->n, v, 0, &ge);
+		if (m > 0) {
+			best.count = m;
+			best.median = sweep_median(v, m);
+			*p = best;
+		}
+	}
+	free(v);
+	free(d);
 	return ret;
 }

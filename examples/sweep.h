@@ -124,6 +124,9 @@ struct sweep_stats {
 long sweep_run(const struct sweep_cube *c, const struct sweep_opts *o, struct sweep_cand **out,
 	       struct sweep_stats *st, char *err, size_t errlen);
 
+/* The velocity grid step: o->vstep, or 3 px of drift over the night (about a PSF FWHM). */
+double sweep_vstep(const struct sweep_cube *c, const struct sweep_opts *o);
+
 /* The velocity grid of exhaustive mode: fills *v (malloc'ed pairs) and returns the count. */
 long sweep_velocity_grid(const struct sweep_cube *c, const struct sweep_opts *o, float **v);
 
@@ -188,6 +191,14 @@ int sweep_stamp(const struct sweep_cube *c, void *fh, const struct sweep_cand *p
 
 /* Write an 8-bit grey PNG (stored deflate, no compression library). Returns 0 or -errno. */
 int sweep_png_write(const char *path, const unsigned char *pix, int w, int h);
+
+/*
+ * Refine a candidate: try start pixels within 1 px and velocities within one
+ * grid step (in quarter steps) and keep the path whose 3x3-box-summed samples
+ * have the highest median; its own median and count are then recomputed.
+ * Not for the cfitsio backend (left alone).  Returns 0 or -errno.
+ */
+int sweep_refine(const struct sweep_cube *c, struct sweep_cand *p, double step);
 
 /* Read a 2-D frame's physical values (BLANK as NaN) into buf (npx floats). 0 or -errno. */
 int sweep_read_frame(const char *path, float *buf, long long npx, char *err, size_t errlen);

@@ -33,7 +33,7 @@ static void usage(FILE *f)
 		"  --exhaustive        every start pixel x a velocity grid\n"
 		"  --seed S            random seed (default 1)\n"
 		"  --vmax V --vmin V   speed limits, pixels per hour (default 15, 0)\n"
-		"  --vstep V           velocity grid step (default 2/(time span): 2 px of drift)\n"
+		"  --vstep V           velocity grid step (default 3/(time span): 3 px of drift)\n"
 		"  --region X0:X1,Y0:Y1  start pixels (half open; default the whole frame)\n"
 		"  --min-count N       samples a path needs (default half the frames)\n"
 		"  --floor M           only medians >= M are candidates\n"
@@ -47,6 +47,8 @@ static void usage(FILE *f)
 		"  --paths FILE        evaluate the paths in FILE (x0,y0,vx,vy per line) instead\n"
 		"  --raw               medians of the pixels themselves; by default each sample is\n"
 		"                      the pixel minus its median over all frames (static sky)\n"
+		"  --no-refine         report the grid paths as found (default: refine each reported\n"
+		"                      path within 1 px and one grid step, see umapfs-sweep(1))\n"
 		"  --no-samples        leave the samples out of the output\n"
 		"  --progress|--no-progress  progress bar on stderr (default: if a terminal)\n"
 		"  --truth FILE        compare with umapfs-mknight's truth.csv: print each mover\n"
@@ -184,8 +186,7 @@ static int compare_truth(const struct sweep_cube *c, const struct sweep_opts *o,
 		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
 		return -1;
 	}
-	double span = c->n > 1 ? c->dt[c->n - 1] : 1;
-	double step = o->vstep > 0 ? o->vstep : 2.0 / span;
+	double step = sweep_vstep(c, o);
 	double fl[256];
 	int tot[256] = {0}, got[256] = {0}, nfl = 0, missed = 0, n = 0;
 	char line[1024];
@@ -276,15 +277,20 @@ int main(int argc, char **argv)
 #else
 #define EXIT(code) return (code)
 #endif
+#define FAIL()              \
+	do {                \
+		status = 1; \
+		goto done;  \
+	} while (0)
 	struct sweep_opts o;
 	sweep_opts_init(&o);
-	int backend = -1, top = 10, json = 0, samples = 1, quiet = 0, raw = 0;
+	int backend = -1, top = 10, json = 0, samples = 1, quiet = 0, raw = 0, refine = 1;
 	int progress = isatty(2);
 	double radius = 4;
 	const char *index = NULL, *outpath = NULL, *pngdir = NULL, *pathsfile = NULL, *truthfile = NULL;
 	enum { O_BACKEND = 256, O_INDEX, O_RANDOM, O_EXH, O_SEED, O_VMAX, O_VMIN, O_VSTEP, O_REGION,
 	       O_MINC, O_FLOOR, O_KEEP, O_TOP, O_RADIUS, O_THREADS, O_FORMAT, O_OUTPUT, O_PNG,
-	       O_PATHS, O_TRUTH, O_RAW, O_NOSAMP, O_PROG, O_NOPROG, O_QUIET, O_HELP };
+	       O_PATHS, O_NOREF, O_TRUTH, O_RAW, O_NOSAMP, O_PROG, O_NOPROG, O_QUIET, O_HELP };
 	static const struct option lo[] = {
 		{"backend", 1, 0, O_BACKEND}, {"index", 1, 0, O_INDEX}, {"random", 1, 0, O_RANDOM},
 		{"exhaustive", 0, 0, O_EXH}, {"seed", 1, 0, O_SEED}, {"vmax", 1, 0, O_VMAX},
@@ -292,7 +298,7 @@ int main(int argc, char **argv)
 		{"min-count", 1, 0, O_MINC}, {"floor", 1, 0, O_FLOOR}, {"keep", 1, 0, O_KEEP},
 		{"top", 1, 0, O_TOP}, {"radius", 1, 0, O_RADIUS}, {"threads", 1, 0, O_THREADS},
 		{"format", 1, 0, O_FORMAT}, {"output", 1, 0, O_OUTPUT}, {"png", 1, 0, O_PNG},
-		{"paths", 1, 0, O_PATHS}, {"raw", 0, 0, O_RAW}, {"truth", 1, 0, O_TRUTH}, {"no-samples", 0, 0, O_NOSAMP}, {"progress", 0, 0, O_PROG},
+		{"paths", 1, 0, O_PATHS}, {"raw", 0, 0, O_RAW}, {"no-refine", 0, 0, O_NOREF}, {"truth", 1, 0, O_TRUTH}, {"no-samples", 0, 0, O_NOSAMP}, {"progress", 0, 0, O_PROG},
 		{"no-progress", 0, 0, O_NOPROG}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
 		{0, 0, 0, 0}};
 	int ch;
@@ -390,6 +396,7 @@ int main(int argc, char **argv)
 		case O_PNG: pngdir = optarg; break;
 		case O_PATHS: pathsfile = optarg; break;
 		case O_RAW: raw = 1; break;
+		case O_NOREF: refine = 0; break;
 		case O_TRUTH: truthfile = optarg; break;
 		case O_NOSAMP: samples = 0; break;
 		case O_PROG: progress = 1; break;
@@ -420,27 +427,30 @@ int main(int argc, char **argv)
 
 	char err[1024];
 	struct sweep_cube c;
+	struct sweep_cand *cand = NULL;
+	void *fh = NULL;
+	float *sv = NULL;
+	FILE *out = stdout;
+	int status = 0;
 	int ret = sweep_cube_open(&c, argv[optind], backend, index, err, sizeof(err));
 	if (ret) {
 		if (rank == 0)
 			fprintf(stderr, "%s: %s\n", prog, err);
-		sweep_cube_close(&c);
-		EXIT(1);
+		FAIL();
 	}
 	if (!raw && sweep_static_enable(&c) != 0) {
 		fprintf(stderr, "%s: out of memory for the static sky image\n", prog);
-		EXIT(1);
+		FAIL();
 	}
-	FILE *out = stdout;
 	if (rank == 0 && outpath && !(out = fopen(outpath, "w"))) {
 		fprintf(stderr, "%s: %s: %s\n", prog, outpath, strerror(errno));
-		sweep_cube_close(&c);
-		EXIT(1);
+		out = stdout;
+		FAIL();
 	}
-	float *sv = malloc(c.n * sizeof(float));
+	sv = malloc(c.n * sizeof(float));
 	if (!sv) {
 		fprintf(stderr, "%s: out of memory\n", prog);
-		EXIT(1);
+		FAIL();
 	}
 
 	if (pathsfile) {
@@ -449,11 +459,12 @@ int main(int argc, char **argv)
 			struct sweep_cand *p = NULL;
 			long n = read_paths(pathsfile, &p);
 			if (n < 0)
-				EXIT(1);
+				FAIL();
 			ret = sweep_eval_paths(&c, p, (size_t)n, o.threads, err, sizeof(err));
 			if (ret) {
 				fprintf(stderr, "%s: %s\n", prog, err);
-				EXIT(1);
+				free(p);
+				FAIL();
 			}
 			fprintf(out, "x0,y0,vx,vy,median,count\n");
 			for (long i = 0; i < n; i++)
@@ -464,12 +475,11 @@ int main(int argc, char **argv)
 		goto done;
 	}
 
-	struct sweep_cand *cand = NULL;
 	struct sweep_stats st = {0};
 	long nc = sweep_run(&c, &o, &cand, &st, err, sizeof(err));
 	if (nc < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err);
-		EXIT(1);
+		FAIL();
 	}
 #ifdef SWEEP_MPI
 	if (nranks > 1) {
@@ -506,13 +516,18 @@ int main(int argc, char **argv)
 		free(displs);
 	}
 #endif
-	void *fh = NULL;
 	if (rank == 0 && c.backend == SWEEP_CFITSIO && !(fh = sweep_fh_open(&c, err, sizeof(err)))) {
 		fprintf(stderr, "%s: %s\n", prog, err);
-		EXIT(1);
+		FAIL();
 	}
 	if (rank == 0) {
 		size_t k = sweep_suppress(&c, cand, (size_t)nc, radius, (size_t)top);
+		if (refine) {
+			double step = sweep_vstep(&c, &o);
+			for (size_t i = 0; i < k; i++)
+				if (sweep_refine(&c, &cand[i], step) != 0)
+					fprintf(stderr, "%s: refinement failed (out of memory)\n", prog);
+		}
 		if (!quiet)
 			fprintf(stderr,
 				"%s: %s: %ldx%ldx%ld, %.3g h; %llu paths in %.3f s (%.4g paths/s) on %d "
@@ -561,16 +576,17 @@ int main(int argc, char **argv)
 		if (json)
 			fprintf(out, "\n]}\n");
 		if (truthfile && compare_truth(&c, &o, truthfile, cand, k) < 0)
-			EXIT(1);
+			FAIL();
 	}
+done:
 	sweep_fh_close(&c, fh);
 	free(cand);
-done:
 	free(sv);
 	sweep_cube_close(&c);
 	if (out != stdout && fclose(out) != 0) {
 		fprintf(stderr, "%s: %s: %s\n", prog, outpath, strerror(errno));
-		EXIT(1);
+		status = 1;
 	}
-	EXIT(0);
+	EXIT(status);
 }
+
