@@ -211,6 +211,14 @@ int main(int argc, char **argv)
 	}
 	long n = (long)frames, w = (long)width, h = (long)height, nm = (long)movers;
 	long ns = stars >= 0 ? (long)stars : w * h / 4000;
+	char parent[4096];
+	snprintf(parent, sizeof(parent), "%s", out);
+	for (char *p = parent + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			mkdir(parent, 0755); /* like mkdir -p; the last mkdir reports */
+			*p = '/';
+		}
 	if (mkdir(out, 0755) < 0 && errno != EEXIST) {
 		fprintf(stderr, "%s: %s: %s\n", prog, out, strerror(errno));
 		return 1;
