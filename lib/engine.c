@@ -132,7 +132,8 @@ static int evict_one(struct umapfs_engine *e, uint64_t want, void **frame)
  * same size, its frame is handed over in *frame (else *frame is NULL): the
  * caller then skips allocating (and the kernel zeroing) a new one.
  * Returns 0, -ENOSPC when the request can never fit (larger than
- * the buffer, or the caller's own pins leave too little room), or a
+ * the buffer, the caller's own pins leave too little room, or every byte of
+ * the buffer is pinned by threads all waiting here), or a
  * write-back error when the buffer is full of dirty pages that cannot be
  * written back.
  */
@@ -185,7 +186,22 @@ int budget_reserve(struct umapfs_engine *e, uint64_t n, bool nowait, void **fram
 			atomic_fetch_sub(&e->waiters, 1);
 			continue;
 		}
-		/* Everything is pinned or in flight: wait for an unpin/release. */
+		/*
+		 * Everything is pinned or in flight.  If every charged byte is
+		 * pinned by threads that are themselves waiting here, nobody can
+		 * ever unpin: fail this request rather than hang.
+		 */
+		uint64_t mine = tl_pinned(e);
+		if (mine) {
+			uint64_t wp = atomic_fetch_add(&e->waiting_pinned, mine) + mine;
+			if (wp >= atomic_load(&e->used)) {
+				atomic_fetch_sub(&e->waiting_pinned, mine);
+				atomic_fetch_sub(&e->waiters, 1);
+				elog(e, UMAPFS_LOG_WARNING,
+				     "buffer full of pages pinned by threads waiting for room: failing a request with ENOSPC");
+				return -ENOSPC;
+			}
+		}
 		pthread_mutex_lock(&e->wait_lock);
 		if (e->wait_gen == gen) {
 			struct timespec ts;
@@ -197,6 +213,8 @@ int budget_reserve(struct umapfs_engine *e, uint64_t n, bool nowait, void **fram
 		}
 		atomic_fetch_sub(&e->waiters, 1);
 		pthread_mutex_unlock(&e->wait_lock);
+		if (mine)
+			atomic_fetch_sub(&e->waiting_pinned, mine);
 	}
 }
 

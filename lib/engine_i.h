@@ -140,6 +140,7 @@ struct umapfs_engine {
 	pthread_cond_t wait_cond;
 	uint64_t wait_gen;
 	_Atomic int waiters;
+	_Atomic uint64_t waiting_pinned; /* bytes pinned by threads waiting for budget */
 
 	pthread_mutex_t ring_lock;
 	struct ring_slot *free_rings;

@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,5 +210,45 @@ Test(engine, multi_page_read_counts_each_page_once)
 	cr_assert_eq(st.fills, 6);
 	free(b);
 	free(want);
+	fx_fini(&f);
+}
+
+/* Two threads each pin half the buffer, then want one more page: no hang. */
+static pthread_barrier_t pin_bar;
+static struct fx *pin_fx;
+static void *pin_more(void *arg)
+{
+	intptr_t base = (intptr_t)arg;
+	struct umapfs_page_ref r[3];
+	for (int i = 0; i < 2; i++)
+		if (umapfs_view_pin(pin_fx->v, (uint64_t)(base + i) * PG, &r[i]))
+			return (void *)(intptr_t)-1000;
+	pthread_barrier_wait(&pin_bar);
+	int ret = umapfs_view_pin(pin_fx->v, (uint64_t)(base + 2) * PG, &r[2]);
+	if (ret == 0)
+		umapfs_view_unpin(pin_fx->v, &r[2], 0);
+	for (int i = 0; i < 2; i++)
+		umapfs_view_unpin(pin_fx->v, &r[i], 0);
+	return (void *)(intptr_t)ret;
+}
+
+Test(engine, pinned_by_waiters_fails_instead_of_hanging, .timeout = 30)
+{
+	struct fx f;
+	fx_init(&f, UMAPFS_POLICY_FIFO, 4);
+	pin_fx = &f;
+	pthread_barrier_init(&pin_bar, NULL, 2);
+	pthread_t a, b;
+	pthread_create(&a, NULL, pin_more, (void *)(intptr_t)0);
+	pthread_create(&b, NULL, pin_more, (void *)(intptr_t)10);
+	void *ra, *rb;
+	pthread_join(a, &ra);
+	pthread_join(b, &rb);
+	int x = (int)(intptr_t)ra, y = (int)(intptr_t)rb;
+	cr_assert(x == 0 || x == -ENOSPC, "a: %d", x);
+	cr_assert(y == 0 || y == -ENOSPC, "b: %d", y);
+	cr_assert(x == -ENOSPC || y == -ENOSPC, "one of them must give way");
+	cr_assert_eq(stats_of(f.e).resident_bytes <= 4 * PG, 1);
+	pthread_barrier_destroy(&pin_bar);
 	fx_fini(&f);
 }
