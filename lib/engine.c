@@ -69,6 +69,30 @@ static uint64_t tl_pinned(const struct umapfs_engine *e)
 	return 0;
 }
 
+/* True the first time `path` is passed for this engine (the O_DIRECT notice). */
+bool warn_once(struct umapfs_engine *e, const char *path)
+{
+	bool first = true;
+	pthread_mutex_lock(&e->warn_lock);
+	for (size_t i = 0; i < e->n_warned && first; i++)
+		if (strcmp(e->warned[i], path) == 0)
+			first = false;
+	if (first) {
+		char **nw = realloc(e->warned, (e->n_warned + 1) * sizeof(*nw));
+		char *dup = strdup(path);
+		if (nw && dup) {
+			e->warned = nw;
+			e->warned[e->n_warned++] = dup;
+		} else {
+			if (nw)
+				e->warned = nw;
+			free(dup);
+		}
+	}
+	pthread_mutex_unlock(&e->warn_lock);
+	return first;
+}
+
 /* ---- budget ---- */
 
 /* Wake threads waiting for budget (a page was unpinned or released). */
@@ -439,6 +463,10 @@ static void engine_free(struct umapfs_engine *e)
 		pthread_cond_destroy(&e->shards[i].cond);
 		free(e->shards[i].buckets);
 	}
+	for (size_t i = 0; i < e->n_warned; i++)
+		free(e->warned[i]);
+	free(e->warned);
+	pthread_mutex_destroy(&e->warn_lock);
 	pthread_mutex_destroy(&e->policy_lock);
 	pthread_mutex_destroy(&e->wait_lock);
 	pthread_cond_destroy(&e->wait_cond);
@@ -480,6 +508,7 @@ UMAPFS_EXPORT int umapfs_engine_create(const struct umapfs_engine_config *cfg,
 		pthread_mutex_init(&e->shards[i].lock, NULL);
 		pthread_cond_init(&e->shards[i].cond, NULL);
 	}
+	pthread_mutex_init(&e->warn_lock, NULL);
 	pthread_mutex_init(&e->policy_lock, NULL);
 	pthread_mutex_init(&e->wait_lock, NULL);
 	pthread_cond_init(&e->wait_cond, NULL);

@@ -155,6 +155,10 @@ struct umapfs_engine {
 
 	_Atomic int nviews;
 
+	pthread_mutex_t warn_lock;  /* paths already reported as refusing O_DIRECT */
+	char **warned;
+	size_t n_warned;
+
 	_Atomic uint64_t fills, fill_errors, evictions, writebacks, writeback_errors;
 	_Atomic uint64_t bytes_read, bytes_written, dirty_bytes, prefetches;
 	struct hist fill_hist;
@@ -208,6 +212,7 @@ struct umapfs_view {
 void elog(struct umapfs_engine *e, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void sys_fill_defaults(struct umapfs_sys *out, const struct umapfs_sys *in);
+bool warn_once(struct umapfs_engine *e, const char *path);
 
 static inline uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
 

@@ -579,7 +579,7 @@ static int view_open_file(struct umapfs_view *v, const char *path)
 	int fd = e->sys.open(e->sys.arg, path, acc | O_DIRECT | O_CLOEXEC, 0);
 	if (fd == -EINVAL) {
 		fd = e->sys.open(e->sys.arg, path, acc | O_CLOEXEC, 0);
-		if (fd >= 0)
+		if (fd >= 0 && warn_once(e, path))
 			elog(e, UMAPFS_LOG_NOTICE,
 			     "%s: %s: file system refuses O_DIRECT; using buffered I/O", v->name,
 			     path);

@@ -296,6 +296,7 @@ Test(engine, odirect_refused_falls_back_to_buffered_once_per_file)
 	int counts[2] = { 0, 0 };
 	struct umapfs_sys sys = { .open = refuse_direct_open, .pread = counting_pread, .arg = counts };
 	check_stitched("/var/tmp", 16384, 8 * 16384, &sys);
+	/* the engine is gone with its memory of the notice; a fresh one says it again */
 	cr_assert_eq(tlog_count("refuses O_DIRECT"), 3, "one line per file; log: %s", tlog_text());
 	cr_assert_eq(counts[0], 3, "each file opened once");
 	cr_assert_gt(counts[1], 0, "buffered reads went through the seam");
@@ -398,4 +399,66 @@ Test(engine, stats_format)
 		lines += *p == '\n';
 	cr_assert_eq(lines, 18, "one line per field");
 	free(buf);
+}
+
+/* The largest view: 2^48 bytes, zeros with a file at the very end. */
+Test(engine, view_of_2_pow_48_bytes)
+{
+	struct tdir d;
+	td_init(&d, "/var/tmp");
+	make_file(td_path(&d, "tail"), 10000, 42);
+	struct umapfs_extent x[] = {
+		{ .kind = UMAPFS_EXTENT_ZERO, .length = UMAPFS_MAX_VIEW_SIZE - 10000 },
+		{ .kind = UMAPFS_EXTENT_FILE, .path = td_path(&d, "tail"), .length = 10000 },
+	};
+	struct umapfs_engine *e = mk_engine(1 << 20, 4 << 20, UMAPFS_POLICY_FIFO);
+	struct umapfs_view_desc vd;
+	struct umapfs_view *v;
+	umapfs_view_desc_init(&vd);
+	vd.size = UMAPFS_MAX_VIEW_SIZE;
+	vd.extents = x;
+	vd.n_extents = 2;
+	cr_assert_eq(umapfs_view_create(e, &vd, &v), 0);
+	unsigned char b[20000], want[20000];
+	memset(want, 0, sizeof(want));
+	pat_fill(want + 10000, 10000, 42, 0);
+	cr_assert_eq(umapfs_view_read(v, b, 30000, UMAPFS_MAX_VIEW_SIZE - 20000), 20000);
+	cr_assert(memcmp(b, want, 20000) == 0);
+	cr_assert_eq(umapfs_view_read(v, b, 100, UMAPFS_MAX_VIEW_SIZE / 2), 100);
+	cr_assert_eq(b[0] | b[99], 0);
+	cr_assert_eq(umapfs_view_destroy(v), 0);
+	cr_assert_eq(umapfs_engine_destroy(e), 0);
+	td_cleanup(&d);
+}
+
+/* Two views over one file that refuses O_DIRECT: the notice comes once. */
+Test(engine, odirect_notice_once_per_engine)
+{
+	struct tdir d;
+	td_init(&d, "/var/tmp");
+	make_file(td_path(&d, "f"), 8192, 1);
+	int counts[2] = { 0, 0 };
+	struct umapfs_sys sys = { .open = refuse_direct_open, .pread = counting_pread, .arg = counts };
+	struct umapfs_engine_config c;
+	struct umapfs_engine *e;
+	umapfs_engine_config_init(&c);
+	c.page_size = 4096;
+	c.buffer_size = 1 << 20;
+	c.log = tlog;
+	c.sys = &sys;
+	cr_assert_eq(umapfs_engine_create(&c, &e), 0);
+	struct umapfs_extent x = { .kind = UMAPFS_EXTENT_FILE, .path = td_path(&d, "f"), .length = 8192 };
+	struct umapfs_view_desc vd;
+	struct umapfs_view *v1, *v2;
+	umapfs_view_desc_init(&vd);
+	vd.size = 8192;
+	vd.extents = &x;
+	vd.n_extents = 1;
+	cr_assert_eq(umapfs_view_create(e, &vd, &v1), 0);
+	cr_assert_eq(umapfs_view_create(e, &vd, &v2), 0);
+	cr_assert_eq(tlog_count("refuses O_DIRECT"), 1, "%s", tlog_text());
+	cr_assert_eq(umapfs_view_destroy(v1), 0);
+	cr_assert_eq(umapfs_view_destroy(v2), 0);
+	cr_assert_eq(umapfs_engine_destroy(e), 0);
+	td_cleanup(&d);
 }
