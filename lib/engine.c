@@ -4,6 +4,7 @@
  * prefetches.
  */
 #include <errno.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +32,45 @@ UMAPFS_EXPORT void umapfs_engine_config_init(struct umapfs_engine_config *cfg)
 static bool valid_page_size(uint64_t ps)
 {
 	return ps >= UMAPFS_MIN_PAGE_SIZE && ps <= UMAPFS_MAX_PAGE_SIZE && (ps & (ps - 1)) == 0;
+}
+
+/* ---- frames ---- */
+
+#define FRAME_MAP_MIN (UINT64_C(256) << 10)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/*
+ * A page frame of n bytes (a multiple of 4 KiB), 4 KiB aligned, or NULL.
+ * Frames of 256 KiB and more are their own mapping, populated with one
+ * madvise instead of a fault per 4 KiB during the first O_DIRECT read into
+ * them (and backed by huge pages from 2 MiB): a cold fill of a large page
+ * otherwise spends as long faulting its frame in as reading it.
+ */
+void *frame_alloc(size_t n)
+{
+	if (n < FRAME_MAP_MIN) {
+		void *p;
+		return posix_memalign(&p, IO_ALIGN, n) ? NULL : p;
+	}
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (n >= (UINT64_C(2) << 20))
+		madvise(p, n, MADV_HUGEPAGE);
+	madvise(p, n, MADV_POPULATE_WRITE); /* best effort: faults do it otherwise */
+	return p;
+}
+
+void frame_free(void *p, size_t n)
+{
+	if (!p)
+		return;
+	if (n < FRAME_MAP_MIN)
+		free(p);
+	else
+		munmap(p, n);
 }
 
 /* ---- per-thread pinned bytes, to tell "wait" from "can never fit" ---- */
@@ -261,7 +301,10 @@ struct ring_slot *ring_get(struct umapfs_engine *e, int *err)
 		*err = -ENOMEM;
 		return NULL;
 	}
-	int ret = io_uring_queue_init(e->cfg.queue_depth, &r->ring, 0);
+	/* COOP_TASKRUN: completions are reaped by the submitter anyway, no IPI needed. */
+	int ret = io_uring_queue_init(e->cfg.queue_depth, &r->ring, IORING_SETUP_COOP_TASKRUN);
+	if (ret == -EINVAL)
+		ret = io_uring_queue_init(e->cfg.queue_depth, &r->ring, 0);
 	if (ret < 0) {
 		elog(e, UMAPFS_LOG_ERR, "io_uring_queue_init(%u): %s", e->cfg.queue_depth,
 		     strerror(-ret));

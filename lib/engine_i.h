@@ -217,6 +217,9 @@ bool warn_once(struct umapfs_engine *e, const char *path);
 static inline uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
 
 /* ---- engine.c ---- */
+/* Page frames: 4 KiB aligned; large ones are mapped and populated in one go. */
+void *frame_alloc(size_t n);
+void frame_free(void *p, size_t n);
 int budget_reserve(struct umapfs_engine *e, uint64_t n, bool nowait, void **frame);
 void budget_release(struct umapfs_engine *e, uint64_t n);
 void budget_wake(struct umapfs_engine *e);

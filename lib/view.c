@@ -167,7 +167,7 @@ int page_retire(struct umapfs_engine *e, struct page *p, bool evict, void **fram
 	hooks_snapshot(v, &h);
 	if (h.evicting) {
 		int r = h.evicting(h.arg, v, p->offset, p->data, p->len);
-		if (r == 1)
+		if (r == 1 && v->writable)
 			page_mark_dirty(e, p);
 		else if (r < 0 && evict)
 			ret = -EAGAIN;
@@ -206,7 +206,7 @@ int page_retire(struct umapfs_engine *e, struct page *p, bool evict, void **fram
 	if (frame) {
 		*frame = p->data; /* the charge goes with it */
 	} else {
-		free(p->data);
+		frame_free(p->data, p->charge);
 		budget_release(e, p->charge);
 	}
 	free(p);
@@ -238,7 +238,7 @@ static void fill_finish(struct umapfs_view *v, struct page *p, int err, bool cou
 		/* waiters free the page when they drop the last pin: no touching p after unlock */
 		int left = atomic_fetch_sub(&p->pins, 1) - 1;
 		pthread_mutex_unlock(&s->lock);
-		free(data);
+		frame_free(data, charge);
 		budget_release(e, charge);
 		if (!left)
 			free(p);
@@ -316,7 +316,7 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, bool co
 					s->hits++;
 				pthread_mutex_unlock(&s->lock);
 				if (charge) {
-					free(frame);
+					frame_free(frame, charge);
 					budget_release(e, charge);
 				}
 				e->policy.ops->touch(&e->policy, p);
@@ -334,7 +334,7 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, bool co
 			ret = wait_inflight(s, p);
 			pthread_mutex_unlock(&s->lock);
 			if (charge) {
-				free(frame);
+				frame_free(frame, charge);
 				budget_release(e, charge);
 			}
 			if (ret)
@@ -358,7 +358,7 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, bool co
 	if (!p || shard_insert(s, p, h) < 0) {
 		pthread_mutex_unlock(&s->lock);
 		free(p);
-		free(frame);
+		frame_free(frame, charge);
 		budget_release(e, charge);
 		return -ENOMEM;
 	}
@@ -366,7 +366,7 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, bool co
 
 	p->fill_start_ns = now_ns();
 	p->data = frame;
-	if (!p->data && posix_memalign(&p->data, IO_ALIGN, charge)) {
+	if (!p->data && !(p->data = frame_alloc(charge))) {
 		p->data = NULL;
 		fill_finish(v, p, -ENOMEM, false);
 		return -ENOMEM;
@@ -461,7 +461,7 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 		pthread_mutex_lock(&s->lock);
 		if (shard_lookup(s, h, v, idx)) { /* raced: someone else has it */
 			pthread_mutex_unlock(&s->lock);
-			free(frame);
+			frame_free(frame, charge);
 			budget_release(e, charge);
 			i--; /* look again: resident, or in flight to wait for */
 			continue;
@@ -470,7 +470,7 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 		if (!p || shard_insert(s, p, h) < 0) {
 			pthread_mutex_unlock(&s->lock);
 			free(p);
-			free(frame);
+			frame_free(frame, charge);
 			budget_release(e, charge);
 			ret = -ENOMEM;
 			break;
@@ -480,7 +480,7 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 		pthread_mutex_unlock(&s->lock);
 		p->fill_start_ns = now_ns();
 		p->data = frame;
-		if (!p->data && posix_memalign(&p->data, IO_ALIGN, charge)) {
+		if (!p->data && !(p->data = frame_alloc(charge))) {
 			p->data = NULL;
 			fill_finish(v, p, -ENOMEM, false);
 			ret = -ENOMEM;
