@@ -401,3 +401,69 @@ Test(engine, writes_into_zero_extents_are_discarded_with_a_warning)
 	cr_assert_eq(umapfs_engine_destroy(e), 0);
 	td_cleanup(&d);
 }
+
+/* Aligned pieces go out with O_DIRECT from the frame; unaligned edges buffered. */
+static atomic_int direct_writes, edge_writes;
+static int count_writes(void *arg, int is_write, int fd, uint64_t off, size_t len, int res)
+{
+	(void)arg, (void)fd;
+	if (is_write) {
+		if (off % 4096 == 0 && len % 4096 == 0)
+			atomic_fetch_add(&direct_writes, 1);
+		else
+			atomic_fetch_add(&edge_writes, 1);
+	}
+	return res;
+}
+
+Test(engine, write_back_direct_middle_buffered_edges)
+{
+	struct tdir d;
+	td_init(&d, "/var/tmp");
+	make_file(td_path(&d, "f"), 1 << 20, 31);
+	struct umapfs_sys sys = { .complete = count_writes };
+	struct umapfs_engine_config c;
+	struct umapfs_engine *e;
+	umapfs_engine_config_init(&c);
+	c.page_size = 65536;
+	c.buffer_size = 8 * 65536;
+	c.sys = &sys;
+	c.log = tlog;
+	cr_assert_eq(umapfs_engine_create(&c, &e), 0);
+	/* view offset 100 <-> file offset 4196: congruent mod 4 KiB, not aligned */
+	struct umapfs_extent x[] = {
+		{ .kind = UMAPFS_EXTENT_ZERO, .length = 100 },
+		{ .kind = UMAPFS_EXTENT_FILE, .path = td_path(&d, "f"), .file_offset = 4196, .length = 300000 },
+	};
+	struct umapfs_view_desc vd;
+	struct umapfs_view *v;
+	umapfs_view_desc_init(&vd);
+	vd.size = 300100;
+	vd.extents = x;
+	vd.n_extents = 2;
+	vd.flags = UMAPFS_VIEW_WRITABLE;
+	cr_assert_eq(umapfs_view_create(e, &vd, &v), 0);
+	unsigned char *b = malloc(200000), *got = malloc(300000);
+	pat_fill(b, 200000, 32, 0);
+	cr_assert_eq(umapfs_view_write(v, b, 200000, 50000), 200000);
+	cr_assert_eq(umapfs_view_flush(v), 0);
+	cr_assert_gt(atomic_load(&direct_writes), 0, "aligned middles go O_DIRECT");
+	cr_assert_gt(atomic_load(&edge_writes), 0, "unaligned edges go buffered");
+	/* file bytes: pattern 31 except [50000-100+4196, +200000) = pattern 32 */
+	file_read(td_path(&d, "f"), got, 300000, 4196);
+	for (size_t i = 0; i < 300000; i++) {
+		uint64_t vo = i + 100;
+		unsigned char want = (vo >= 50000 && vo < 250000) ? b[vo - 50000] : pat_byte(31, 4196 + i);
+		cr_assert_eq(got[i], want, "file byte %zu", i);
+	}
+	/* the bytes around the extent are untouched */
+	unsigned char edge[200];
+	file_read(td_path(&d, "f"), edge, 100, 4096);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(edge[i], pat_byte(31, 4096 + (uint64_t)i));
+	cr_assert_eq(umapfs_view_destroy(v), 0);
+	cr_assert_eq(umapfs_engine_destroy(e), 0);
+	free(b);
+	free(got);
+	td_cleanup(&d);
+}
