@@ -288,3 +288,95 @@ Test(engine, hits_do_not_wait_for_other_fills, .timeout = 30)
 	cr_assert_eq(umapfs_view_destroy(v), 0);
 	cr_assert_eq(umapfs_engine_destroy(e), 0);
 }
+
+/* ---- concurrent writers sharing pages, evictions and flushes racing ---- */
+
+#define WSIZE (1u << 20)
+#define STRIPE 1000u
+static unsigned char wmodel[WSIZE];
+
+struct wjob {
+	struct umapfs_view *v;
+	unsigned t;
+};
+
+static void *striped_writer(void *arg)
+{
+	struct wjob *j = arg;
+	unsigned s = j->t + 100;
+	unsigned char b[STRIPE];
+	for (int i = 0; i < 600; i++) {
+		/* a random stripe of this thread's: stripes t, t+4, t+8, ... */
+		uint64_t stripe = ((uint64_t)rand_r(&s) % (WSIZE / STRIPE / 4)) * 4 + j->t;
+		uint64_t off = stripe * STRIPE;
+		pat_fill(b, STRIPE, 500 + (uint64_t)i * 4 + j->t, off);
+		if (umapfs_view_write(j->v, b, STRIPE, off) != STRIPE) {
+			atomic_fetch_add(&read_errors, 1);
+			continue;
+		}
+		memcpy(wmodel + off, b, STRIPE); /* stripes are this thread's alone */
+	}
+	return NULL;
+}
+
+static void *flusher(void *arg)
+{
+	while (!atomic_load(&stop)) {
+		if (umapfs_view_flush(arg) != 0)
+			atomic_fetch_add(&read_errors, 1);
+		usleep(2000);
+	}
+	return NULL;
+}
+
+Test(engine, concurrent_writers_evictions_and_flushes, .timeout = 60)
+{
+	struct tdir d;
+	td_init(&d, "/var/tmp");
+	make_file(td_path(&d, "f"), WSIZE + 8192, 9);
+	file_read(td_path(&d, "f"), wmodel, WSIZE, 4096 + 123);
+	g_budget = 6 * 16384;
+	g_e = mk_engine(16384, g_budget, UMAPFS_POLICY_CLOCK);
+	/* an unaligned extent, so write-back mixes O_DIRECT middles and buffered edges */
+	struct umapfs_extent x = { .kind = UMAPFS_EXTENT_FILE, .path = td_path(&d, "f"),
+				   .file_offset = 4096 + 123, .length = WSIZE };
+	struct umapfs_view_desc vd;
+	struct umapfs_view *v;
+	umapfs_view_desc_init(&vd);
+	vd.size = WSIZE;
+	vd.extents = &x;
+	vd.n_extents = 1;
+	vd.flags = UMAPFS_VIEW_WRITABLE;
+	cr_assert_eq(umapfs_view_create(g_e, &vd, &v), 0);
+	struct umapfs_view_hooks h = { .struct_size = sizeof(h), .filled = on_filled };
+	umapfs_view_set_hooks(v, &h);
+	pthread_t th[4], fl;
+	struct wjob j[4];
+	pthread_create(&fl, NULL, flusher, v);
+	for (unsigned i = 0; i < 4; i++) {
+		j[i] = (struct wjob){ .v = v, .t = i };
+		pthread_create(&th[i], NULL, striped_writer, &j[i]);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	atomic_store(&stop, true);
+	pthread_join(fl, NULL);
+	cr_assert_eq(atomic_load(&read_errors), 0, "%s", tlog_text());
+	cr_assert_eq(atomic_load(&over_budget), 0);
+	struct umapfs_stats st = stats_of(g_e);
+	cr_assert_gt(st.evictions, 0);
+	cr_assert_gt(st.writebacks, 0);
+	cr_assert_eq(st.writeback_errors, 0);
+	cr_assert_eq(umapfs_view_flush(v), 0);
+	unsigned char *got = malloc(WSIZE);
+	file_read(td_path(&d, "f"), got, WSIZE, 4096 + 123);
+	for (size_t i = 0; i < WSIZE; i++)
+		cr_assert_eq(got[i], wmodel[i], "file byte %zu", i);
+	cr_assert_eq(umapfs_view_read(v, got, WSIZE, 0), WSIZE);
+	cr_assert(memcmp(got, wmodel, WSIZE) == 0);
+	free(got);
+	umapfs_view_set_hooks(v, NULL);
+	cr_assert_eq(umapfs_view_destroy(v), 0);
+	cr_assert_eq(umapfs_engine_destroy(g_e), 0);
+	td_cleanup(&d);
+}
