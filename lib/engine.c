@@ -499,6 +499,7 @@ static void engine_free(struct umapfs_engine *e)
 		struct ring_slot *r = e->free_rings;
 		e->free_rings = r->next;
 		io_uring_queue_exit(&r->ring);
+		frame_free(r->bounce, r->bounce_size);
 		free(r);
 	}
 	for (unsigned i = 0; i < NSHARDS; i++) {

@@ -121,7 +121,11 @@ uint64_t now_ns(void);
 struct ring_slot {
 	struct ring_slot *next;
 	struct io_uring ring;
+	char *bounce;        /* cached bounce area for unaligned reads (grow-only) */
+	size_t bounce_size;
 };
+
+#define BOUNCE_CACHE_MAX (UINT64_C(16) << 20) /* larger bounce areas are not kept */
 
 struct pf_req;
 

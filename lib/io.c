@@ -74,17 +74,14 @@ static inline bool aligned(uint64_t x) { return (x & (IO_ALIGN - 1)) == 0; }
  * Returns 0, or -errno when the ring itself failed (res[] then holds that
  * error for pieces that did not complete).
  */
-static int ring_run(struct umapfs_engine *e, struct piece *pcs, size_t n, int *res)
+static int ring_run(struct umapfs_engine *e, struct ring_slot *rs, struct piece *pcs, size_t n,
+		    int *res)
 {
-	struct ring_slot *rs;
 	int err = 0;
 	size_t next = 0, inflight = 0;
 
 	if (!n)
 		return 0;
-	rs = ring_get(e, &err);
-	if (!rs)
-		goto fail_rest;
 	while (next < n || inflight) {
 		struct io_uring_sqe *sqe;
 		while (next < n && inflight < e->cfg.queue_depth &&
@@ -117,19 +114,24 @@ static int ring_run(struct umapfs_engine *e, struct piece *pcs, size_t n, int *r
 		io_uring_cq_advance(&rs->ring, seen);
 	}
 	if (err) {
-		/* The ring is in an unknown state: drain what we can and drop it. */
-		io_uring_queue_exit(&rs->ring);
-		free(rs);
 		elog(e, UMAPFS_LOG_ERR, "io_uring submit failed: %s", strerror(-err));
-		goto fail_rest;
+		for (size_t i = 0; i < n; i++)
+			if (res[i] == INT_MIN)
+				res[i] = err;
 	}
-	ring_put(e, rs);
-	return 0;
-fail_rest:
-	for (size_t i = 0; i < n; i++)
-		if (res[i] == INT_MIN)
-			res[i] = err;
 	return err;
+}
+
+/* Return a slot to the pool, or drop it when its ring failed (state unknown). */
+static void slot_done(struct umapfs_engine *e, struct ring_slot *rs, int err)
+{
+	if (!err) {
+		ring_put(e, rs);
+		return;
+	}
+	io_uring_queue_exit(&rs->ring); /* waits for requests still in flight */
+	frame_free(rs->bounce, rs->bounce_size);
+	free(rs);
 }
 
 /* Build the fill pieces of one extent page; memory/zero/buffered parts done inline. */
@@ -186,11 +188,7 @@ static int plan_fill(struct umapfs_view *v, struct page *pg, size_t bi, struct p
 				p->skip = (size_t)(fo - a);
 				p->rlen = (size_t)(round_up(fo + l, IO_ALIGN) - a);
 				p->need = p->skip + l;
-				if (posix_memalign((void **)&p->bounce, IO_ALIGN, p->rlen)) {
-					p->bounce = NULL;
-					pl->n--;
-					return -ENOMEM;
-				}
+				p->bounce = (char *)1; /* placed in the batch's bounce area later */
 			}
 			break;
 		}
@@ -207,6 +205,8 @@ void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *er
 {
 	struct umapfs_engine *e = v->e;
 	struct plist pl = { 0 };
+	struct ring_slot *rs = NULL;
+	int ring_err = 0;
 	int *res = NULL;
 
 	for (size_t i = 0; i < n; i++)
@@ -224,15 +224,41 @@ void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *er
 			errs[i] = r;
 	}
 	if (pl.n) {
+		int err = 0;
+		size_t need = 0;
 		res = malloc(pl.n * sizeof(*res));
-		if (!res) {
+		rs = ring_get(e, &err);
+		if (!res || !rs) {
 			for (size_t i = 0; i < n; i++)
-				errs[i] = -ENOMEM;
+				errs[i] = res ? err : -ENOMEM;
 			goto out;
 		}
+		/*
+		 * One bounce area for every unaligned piece of the batch, kept with
+		 * the ring so cold memory is not faulted in again on every fill.
+		 */
+		for (size_t i = 0; i < pl.n; i++)
+			if (pl.v[i].bounce)
+				need += pl.v[i].rlen;
+		if (need > rs->bounce_size) {
+			frame_free(rs->bounce, rs->bounce_size);
+			rs->bounce_size = 0;
+			rs->bounce = frame_alloc(need);
+			if (!rs->bounce) {
+				for (size_t i = 0; i < n; i++)
+					errs[i] = -ENOMEM;
+				goto out;
+			}
+			rs->bounce_size = need;
+		}
+		for (size_t i = 0, at = 0; i < pl.n; i++)
+			if (pl.v[i].bounce) {
+				pl.v[i].bounce = rs->bounce + at;
+				at += pl.v[i].rlen;
+			}
 		for (size_t i = 0; i < pl.n; i++)
 			res[i] = INT_MIN;
-		ring_run(e, pl.v, pl.n, res);
+		ring_err = ring_run(e, rs, pl.v, pl.n, res);
 		for (size_t i = 0; i < pl.n; i++) {
 			struct piece *p = &pl.v[i];
 			int r = res[i];
@@ -252,8 +278,14 @@ void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *er
 			elog(e, UMAPFS_LOG_ERR, "%s: fill of page at offset %llu failed: %s", v->name,
 			     (unsigned long long)pages[i]->offset, strerror(-errs[i]));
 out:
-	for (size_t i = 0; i < pl.n; i++)
-		free(pl.v[i].bounce);
+	if (rs) {
+		if (rs->bounce_size > BOUNCE_CACHE_MAX) {
+			frame_free(rs->bounce, rs->bounce_size);
+			rs->bounce = NULL;
+			rs->bounce_size = 0;
+		}
+		slot_done(e, rs, ring_err);
+	}
 	free(pl.v);
 	free(res);
 }
@@ -369,9 +401,15 @@ int io_writeback_page(struct umapfs_view *v, struct page *pg)
 			ret = -ENOMEM;
 			goto out;
 		}
+		int err = 0;
+		struct ring_slot *rs = ring_get(e, &err);
+		if (!rs) {
+			ret = err;
+			goto out;
+		}
 		for (size_t i = 0; i < pl.n; i++)
 			res[i] = INT_MIN;
-		ring_run(e, pl.v, pl.n, res);
+		slot_done(e, rs, ring_run(e, rs, pl.v, pl.n, res));
 		for (size_t i = 0; i < pl.n; i++) {
 			if (res[i] >= 0)
 				atomic_fetch_add(&e->bytes_written, (uint64_t)res[i]);
