@@ -71,6 +71,8 @@ static int fits_init(void *state, struct umapfs_plugin_host *host, const char *s
 	st->compressed = s->compressed;
 	snprintf(st->native_name, sizeof(st->native_name), "%s", fp_native_name(s));
 	snprintf(st->why_ro, sizeof(st->why_ro), "%s", v.why_ro);
+	if (host->writable && (!v.fits_writable || !v.native_writable))
+		host->log(host, UMAPFS_LOG_NOTICE, "fits: writable mount, but %s", v.why_ro);
 
 	size_t il = 0;
 	char *index = fp_index_text(s, &il);
