@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,4 +264,81 @@ Test(compressed, rice_u8)
 	struct fspec s = K(8);
 	s.comp = RICE_1;
 	check_kind(s, "hdu=SCI", 2);
+}
+
+/* Several threads at once through the decoder and the band cache. */
+struct rd {
+	struct umapfs_view *v;
+	const unsigned char *whole;
+	unsigned seed;
+	int bad;
+};
+
+static void *reader(void *arg)
+{
+	struct rd *r = arg;
+	uint64_t size = umapfs_view_size(r->v);
+	unsigned char *buf = malloc(40000);
+	unsigned s = r->seed;
+	for (int i = 0; i < 300 && !r->bad; i++) {
+		uint64_t off = (uint64_t)rand_r(&s) % size;
+		size_t len = (size_t)(rand_r(&s) % 40000) + 1;
+		if (len > size - off)
+			len = (size_t)(size - off);
+		if (umapfs_view_read(r->v, buf, len, off) != (ssize_t)len || memcmp(buf, r->whole + off, len))
+			r->bad = 1;
+	}
+	free(buf);
+	return NULL;
+}
+
+Test(compressed, concurrent_readers, .timeout = 120)
+{
+	char *dir = scratch_dir("conc");
+	for (int i = 0; i < 4; i++) {
+		char p[512];
+		snprintf(p, sizeof(p), "%s/c%d.fz", dir, i);
+		struct fspec f = fspec_default(16, NX, NY);
+		f.comp = i % 2 ? RICE_1 : GZIP_2;
+		f.seed = (unsigned)i + 40;
+		f.mjd = 60000 + i;
+		make_frame(p, &f);
+	}
+	struct logcap lc = {0};
+	struct fp_stack *s;
+	cr_assert_eq(scan_dir(dir, "", &lc, &s), 0, "%s", lc.text);
+	/* the reference bytes from a separate engine, read single-threaded */
+	struct umapfs_engine *e0 = test_engine(16384, 4 << 20, NULL);
+	struct fp_views v0;
+	cr_assert_eq(fp_views_create(s, e0, 0, &v0), 0);
+	unsigned char *wf = view_slurp(v0.fits), *wn = view_slurp(v0.native);
+	umapfs_view_destroy(v0.fits);
+	umapfs_view_destroy(v0.npy);
+	umapfs_view_destroy(v0.native);
+	cr_assert_eq(umapfs_engine_destroy(e0), 0);
+	/* a fresh stack (cold band cache) and a small buffer */
+	fp_stack_put(s);
+	cr_assert_eq(scan_dir(dir, "", &lc, &s), 0);
+	struct umapfs_engine *e = test_engine(16384, 256 << 10, NULL);
+	struct fp_views v;
+	cr_assert_eq(fp_views_create(s, e, 0, &v), 0);
+	pthread_t t[4];
+	struct rd r[4];
+	for (int i = 0; i < 4; i++) {
+		r[i] = (struct rd){.v = i % 2 ? v.native : v.fits, .whole = i % 2 ? wn : wf, .seed = (unsigned)i + 1};
+		pthread_create(&t[i], NULL, reader, &r[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(r[i].bad, 0, "thread %d read wrong bytes", i);
+	}
+	free(wf);
+	free(wn);
+	umapfs_view_destroy(v.fits);
+	umapfs_view_destroy(v.npy);
+	umapfs_view_destroy(v.native);
+	fp_stack_put(s);
+	cr_assert_eq(umapfs_engine_destroy(e), 0);
+	rm_rf(dir);
+	free(dir);
 }
