@@ -9,19 +9,21 @@
  * default 256 MiB buffer) is created under /var/tmp and removed at the end.
  * For every page size and thread count both sides read the same random
  * page sequences A and B (passes of --mib MiB, default 256; at least 2000
- * pages for small pages), each thread its own slice, into its own aligned
+ * pages for pages up to 64 KiB, at least twice the buffer from 256 KiB),
+ * each thread its own slice, into its own aligned
  * buffer: raw with pread(O_DIRECT), the engine with umapfs_view_read on a
  * fresh engine whose buffer is smaller than the file.  The engine's "cold"
  * figure is pass A from an empty buffer (it pays for faulting in its frames,
- * which is slow on a VM); "warm" is pass B right after, buffer full.  Two
- * rounds with new sequences, raw first in one and the engine first in the
- * other.  MB/s = bytes asked for / wall time.  The engine's advantage, where
+ * which is slow on a VM); "warm" is pass B right after, buffer full.  Raw and
+ * engine alternate in chunks of 1/16 pass so a noisy machine hits both
+ * alike; two rounds with new sequences.  MB/s = bytes asked for / wall time.  The engine's advantage, where
  * it has one, comes from pages it still holds (hit%, of the warm pass).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,72 +167,47 @@ static const char *human(uint64_t v, char *buf)
 	return buf;
 }
 
-static double run_raw(int fd, uint64_t ps, const uint64_t *seq, size_t n, int nt)
+/* Read seq[0..n) with nt threads, raw (fd) or through v; wall seconds or -1. */
+static double run_slice(int fd, struct umapfs_view *v, uint64_t ps, const uint64_t *seq, size_t n,
+			int nt)
 {
 	struct job jobs[4];
 	for (int k = 0; k < nt; k++)
-		jobs[k] = (struct job){ .raw = 1, .fd = fd, .ps = ps, .seq = seq + n * (size_t)k / (size_t)nt,
+		jobs[k] = (struct job){ .raw = v == NULL, .fd = fd, .v = v, .ps = ps,
+					.seq = seq + n * (size_t)k / (size_t)nt,
 					.n = n * (size_t)(k + 1) / (size_t)nt - n * (size_t)k / (size_t)nt };
 	return run(jobs, nt);
 }
 
-/*
- * A fresh engine and view; pass A from empty (cold, timed into *tcold), then
- * pass B with the buffer full (warm, *twarm).  Adds pass B's hits/lookups.
- * Returns 0 or -1.
- */
-static int run_engine(const struct cfg *c, uint64_t npg, uint64_t ps, const uint64_t *seqa,
-		      const uint64_t *seqb, size_t n, int nt, double *tcold, double *twarm,
-		      uint64_t *hits, uint64_t *lookups)
+/* A fresh engine (FIFO, the configured buffer) and a view of the first npg pages. */
+static int open_engine(const struct cfg *c, uint64_t npg, uint64_t ps, struct umapfs_engine **e,
+		       struct umapfs_view **v)
 {
 	struct umapfs_engine_config ec;
-	struct umapfs_engine *e;
 	umapfs_engine_config_init(&ec);
 	ec.page_size = ps;
 	ec.buffer_size = c->buffer;
 	ec.io_threads = 1;
 	ec.log = log_hook;
-	int r = umapfs_engine_create(&ec, &e);
+	int r = umapfs_engine_create(&ec, e);
 	if (r < 0) {
 		fprintf(stderr, "engine_random: engine: %s\n", strerror(-r));
 		return -1;
 	}
 	struct umapfs_extent x = { .kind = UMAPFS_EXTENT_FILE, .path = c->file, .length = npg * ps };
 	struct umapfs_view_desc vd;
-	struct umapfs_view *v;
 	umapfs_view_desc_init(&vd);
 	vd.name = "bench";
 	vd.size = npg * ps;
 	vd.extents = &x;
 	vd.n_extents = 1;
-	r = umapfs_view_create(e, &vd, &v);
+	r = umapfs_view_create(*e, &vd, v);
 	if (r < 0) {
 		fprintf(stderr, "engine_random: view: %s\n", strerror(-r));
-		umapfs_engine_destroy(e);
+		umapfs_engine_destroy(*e);
 		return -1;
 	}
-	struct job jobs[4];
-	struct umapfs_stats s0, s1;
-	double t[2] = { 0, 0 };
-	for (int pass = 0; pass < 2; pass++) {
-		const uint64_t *seq = pass ? seqb : seqa;
-		for (int k = 0; k < nt; k++)
-			jobs[k] = (struct job){ .raw = 0, .v = v, .ps = ps,
-						.seq = seq + n * (size_t)k / (size_t)nt,
-						.n = n * (size_t)(k + 1) / (size_t)nt - n * (size_t)k / (size_t)nt };
-		umapfs_engine_stats(e, &s0);
-		t[pass] = run(jobs, nt);
-		umapfs_engine_stats(e, &s1);
-		if (t[pass] < 0)
-			break;
-	}
-	*tcold += t[0];
-	*twarm += t[1];
-	*hits += s1.hits - s0.hits;
-	*lookups += (s1.hits + s1.misses) - (s0.hits + s0.misses);
-	umapfs_view_destroy(v);
-	umapfs_engine_destroy(e);
-	return t[0] < 0 || t[1] < 0 ? -1 : 0;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -326,6 +303,9 @@ int main(int argc, char **argv)
 		size_t n = (size_t)((c.mib << 20) / ps);
 		if (n < 2000 && ps <= 65536)
 			n = 2000;
+		/* big pages: the cold pass must fill the buffer for the warm one to be warm */
+		if (ps >= (256u << 10) && n < 2 * (c.buffer / ps))
+			n = (size_t)(2 * (c.buffer / ps));
 		if (n < 64)
 			n = 64;
 		uint64_t *seqa = malloc(n * sizeof(*seqa)), *seqb = malloc(n * sizeof(*seqb));
@@ -334,11 +314,12 @@ int main(int argc, char **argv)
 			double traw = 0, tcold = 0, twarm = 0;
 			uint64_t hits = 0, lookups = 0;
 			/*
-			 * Two rounds with different page sequences, raw first in one and
-			 * the engine first in the other, so neither side profits from a
-			 * cache below the guest (the virtual disk's host) warmed by the
-			 * other.  Raw reads both sequences; the engine reads A from empty
-			 * (cold) and then B with its buffer full (warm).
+			 * Two rounds with new page sequences A and B and a fresh engine.
+			 * Raw and engine alternate chunk by chunk (1/16 of a pass, the
+			 * side that goes first alternating too), so load from other
+			 * processes and caches below the guest hit both sides alike.  The
+			 * engine reads A from empty (cold), then B with its buffer full
+			 * (warm); raw reads the same pages.
 			 */
 			for (int round = 0; round < 2 && !ret; round++) {
 				uint64_t s = 0x9e3779b97f4a7c15ull ^ ps ^ ((uint64_t)(round + 1) << 40) ^
@@ -347,18 +328,42 @@ int main(int argc, char **argv)
 					seqa[i] = rng(&s) % npg;
 				for (size_t i = 0; i < n; i++)
 					seqb[i] = rng(&s) % npg;
-				for (int side = 0; side < 2 && !ret; side++) {
-					if ((side == 0) == (round == 0)) {
-						double a = run_raw(fd, ps, seqa, n, nt);
-						double b = a < 0 ? -1 : run_raw(fd, ps, seqb, n, nt);
-						if (a < 0 || b < 0)
-							ret = 1;
-						traw += a + b;
-					} else if (run_engine(&c, npg, ps, seqa, seqb, n, nt, &tcold, &twarm,
-							      &hits, &lookups) < 0) {
-						ret = 1;
+				struct umapfs_engine *e;
+				struct umapfs_view *v;
+				if (open_engine(&c, npg, ps, &e, &v) < 0) {
+					ret = 1;
+					break;
+				}
+				size_t chunk = n / 16 > 16 ? n / 16 : 16;
+				for (int pass = 0; pass < 2 && !ret; pass++) {
+					const uint64_t *seq = pass ? seqb : seqa;
+					struct umapfs_stats s0, s1;
+					umapfs_engine_stats(e, &s0);
+					for (size_t at = 0, ci = 0; at < n && !ret; at += chunk, ci++) {
+						size_t len = n - at < chunk ? n - at : chunk;
+						for (int side = 0; side < 2; side++) {
+							bool raw = (side == 0) == ((ci + (size_t)round) % 2 == 0);
+							double t = run_slice(fd, raw ? NULL : v, ps, seq + at, len, nt);
+							if (t < 0) {
+								ret = 1;
+								break;
+							}
+							if (raw)
+								traw += t;
+							else if (pass)
+								twarm += t;
+							else
+								tcold += t;
+						}
+					}
+					umapfs_engine_stats(e, &s1);
+					if (pass) {
+						hits += s1.hits - s0.hits;
+						lookups += (s1.hits + s1.misses) - (s0.hits + s0.misses);
 					}
 				}
+				umapfs_view_destroy(v);
+				umapfs_engine_destroy(e);
 			}
 			if (ret)
 				break;
