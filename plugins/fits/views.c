@@ -13,11 +13,13 @@
  * ops view over the tile decoder (fp_read_stored).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <fitsio.h>
 
@@ -579,8 +581,43 @@ static const struct umapfs_view_ops vv_ops = {
 struct nv {
 	struct fp_stack *s;
 	struct umapfs_view *raw; /* uncompressed: extent view of the data (owned) */
+	int *fds;                /* uncompressed without raw (a buffer of one page): the frames */
 	unsigned out;            /* 4 or 8 */
 };
+
+/*
+ * Positional I/O on the frames, for engines whose buffer cannot hold a page
+ * of this view and a page of the raw view at once (a fill reading through
+ * the raw view would wait for budget forever).  Returns 0 or -errno.
+ */
+static int frames_io(struct nv *v, int wr, uint64_t off, void *buf, size_t len)
+{
+	struct fp_stack *s = v->s;
+	char *p = buf;
+	while (len) {
+		size_t k = (size_t)(off / s->plane_bytes);
+		uint64_t in = off % s->plane_bytes;
+		size_t n = (size_t)(s->plane_bytes - in) < len ? (size_t)(s->plane_bytes - in) : len;
+		ssize_t r = wr ? pwrite(v->fds[k], p, n, (off_t)(s->frames[k].data_off + in))
+			       : pread(v->fds[k], p, n, (off_t)(s->frames[k].data_off + in));
+		if (r < 0) {
+			int err = -errno;
+			fp_logf(s->log, s->log_arg, UMAPFS_LOG_ERR, "fits: %s: %s at %llu: %s", s->frames[k].path,
+				wr ? "write" : "read", (unsigned long long)(s->frames[k].data_off + in), strerror(errno));
+			return err;
+		}
+		if (r == 0) {
+			fp_logf(s->log, s->log_arg, UMAPFS_LOG_ERR, "fits: %s: short %s at %llu (file shrank?)",
+				s->frames[k].path, wr ? "write" : "read",
+				(unsigned long long)(s->frames[k].data_off + in));
+			return -EIO;
+		}
+		p += r;
+		off += (uint64_t)r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
 
 static inline double load_be(const unsigned char *p, int bitpix, int *is_blank, long long blank,
 			     int has_blank)
@@ -681,7 +718,8 @@ static int nv_fill(void *arg, uint64_t off, void *buf, size_t len)
 	} else { /* in place: the stored bytes at the tail of the page */
 		in = (unsigned char *)buf + (len - inbytes);
 	}
-	int r = fp_read_stored(s, v->raw, first * s->elem, in, inbytes);
+	int r = !v->raw && !s->compressed ? frames_io(v, 0, first * s->elem, in, inbytes)
+					  : fp_read_stored(s, v->raw, first * s->elem, in, inbytes);
 	if (r == 0)
 		convert(s, in, buf, n);
 	free(tmp);
@@ -697,6 +735,11 @@ static int nv_writeback(void *arg, uint64_t off, const void *buf, size_t len)
 		return -ENOMEM;
 	memcpy(tmp, buf, len);
 	swap_be(tmp, len / v->out, v->out);
+	if (!v->raw) {
+		int r = frames_io(v, 1, off, tmp, len);
+		free(tmp);
+		return r;
+	}
 	ssize_t w = umapfs_view_write(v->raw, tmp, len, off);
 	free(tmp);
 	if (w < 0)
@@ -707,7 +750,13 @@ static int nv_writeback(void *arg, uint64_t off, const void *buf, size_t len)
 static int nv_sync(void *arg)
 {
 	struct nv *v = arg;
-	return umapfs_view_flush(v->raw);
+	if (v->raw)
+		return umapfs_view_flush(v->raw);
+	int ret = 0;
+	for (size_t i = 0; v->fds && i < v->s->n; i++)
+		if (fdatasync(v->fds[i]) < 0 && !ret)
+			ret = -errno;
+	return ret;
 }
 
 static void nv_release(void *arg)
@@ -715,6 +764,10 @@ static void nv_release(void *arg)
 	struct nv *v = arg;
 	if (v->raw)
 		umapfs_view_destroy(v->raw);
+	for (size_t i = 0; v->fds && i < v->s->n; i++)
+		if (v->fds[i] >= 0)
+			close(v->fds[i]);
+	free(v->fds);
 	fp_stack_put(v->s);
 	free(v);
 }
@@ -852,7 +905,31 @@ int fp_views_create(struct fp_stack *s, struct umapfs_engine *e, int writable, s
 	v->s = s;
 	v->out = fp_native_size(s);
 	int nw = writable && floats && !s->compressed;
-	if (!s->compressed) {
+	struct umapfs_stats es;
+	umapfs_engine_stats(e, &es);
+	if (!s->compressed && es.buffer_size < 2 * es.page_size) {
+		fp_logf(s->log, s->log_arg, UMAPFS_LOG_NOTICE,
+			"fits: the buffer holds one page: %s reads the frames with pread, not through the engine",
+			fp_native_name(s));
+		v->fds = malloc(s->n * sizeof(*v->fds));
+		if (!v->fds) {
+			nv_release(v);
+			r = -ENOMEM;
+			goto fail;
+		}
+		for (size_t i = 0; i < s->n; i++)
+			v->fds[i] = -1;
+		for (size_t i = 0; i < s->n; i++) {
+			v->fds[i] = open(s->frames[i].path, (nw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+			if (v->fds[i] < 0) {
+				r = -errno;
+				fp_logf(s->log, s->log_arg, UMAPFS_LOG_ERR, "fits: cannot open %s: %s",
+					s->frames[i].path, strerror(errno));
+				nv_release(v);
+				goto fail;
+			}
+		}
+	} else if (!s->compressed) {
 		char nm[64];
 		snprintf(nm, sizeof(nm), "%s (source data)", fp_native_name(s));
 		r = extent_view(s, e, nm, NULL, 0, 0, nw ? UMAPFS_VIEW_WRITABLE : 0, &v->raw);

@@ -147,3 +147,35 @@ Test(write, compressed_is_read_only)
 	rm_rf(dir);
 	free(dir);
 }
+
+/* A buffer of one page: the native view reads and writes the frames directly. */
+Test(write, one_page_buffer)
+{
+	char paths[2][512];
+	char *dir = mkstack("one", fspec_default(-32, NX, NY), 2, paths, "fits");
+	struct logcap lc = {0};
+	struct fp_stack *s;
+	cr_assert_eq(scan_dir(dir, "", &lc, &s), 0, "%s", lc.text);
+	struct umapfs_engine *e = test_engine(65536, 65536, &lc);
+	struct fp_views v;
+	cr_assert_eq(fp_views_create(s, e, 1, &v), 0, "%s", lc.text);
+	cr_assert(strstr(lc.text, "reads the frames with pread"), "%s", lc.text);
+	float *nat = view_slurp(v.native);
+	for (int k = 0; k < 2; k++) {
+		float *ref = ref_physical(paths[k], 1, -32, NX, NY);
+		cr_assert_eq(cmp_float(nat + (size_t)k * NX * NY, ref, (size_t)NX * NY), -1, "plane %d", k);
+		free(ref);
+	}
+	free(nat);
+	float x = 9.5f;
+	cr_assert_eq(umapfs_view_write(v.native, &x, 4, ((uint64_t)NX * NY + 3) * 4), 4);
+	cr_assert_eq(umapfs_view_flush(v.native), 0);
+	cr_assert_eq(src_pixel(paths[1], 1, 3, 0), 9.5f);
+	umapfs_view_destroy(v.native);
+	umapfs_view_destroy(v.fits);
+	umapfs_view_destroy(v.npy);
+	fp_stack_put(s);
+	cr_assert_eq(umapfs_engine_destroy(e), 0);
+	rm_rf(dir);
+	free(dir);
+}
