@@ -10,10 +10,30 @@
 
 #include "eutil.h"
 
+/* Directories still to remove when the test's process exits (a failed assert). */
+static char leftover[8][256];
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw);
+
+static void rm_leftovers(void)
+{
+	for (int i = 0; i < 8; i++)
+		if (leftover[i][0])
+			nftw(leftover[i], rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void td_init(struct tdir *d, const char *base)
 {
+	static int registered;
 	snprintf(d->path, sizeof(d->path), "%s/umapfs-engine-XXXXXX", base);
 	cr_assert_not_null(mkdtemp(d->path), "mkdtemp %s: %s", d->path, strerror(errno));
+	if (!registered++)
+		atexit(rm_leftovers);
+	for (int i = 0; i < 8; i++)
+		if (!leftover[i][0]) {
+			snprintf(leftover[i], sizeof(leftover[i]), "%s", d->path);
+			break;
+		}
 }
 
 const char *td_path(const struct tdir *d, const char *name)
@@ -33,8 +53,12 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw
 
 void td_cleanup(struct tdir *d)
 {
-	if (d->path[0])
+	if (d->path[0]) {
 		nftw(d->path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+		for (int i = 0; i < 8; i++)
+			if (strcmp(leftover[i], d->path) == 0)
+				leftover[i][0] = 0;
+	}
 	d->path[0] = 0;
 }
 
