@@ -1,0 +1,398 @@
+/*
+ * Keeping the kernel page cache in step with the mount.
+ *
+ * The kernel page cache is where a mapped access costs a memory access, so
+ * that is where umapfs keeps a view's hot pages: open with keep_cache, and
+ * when the engine fills an application page, push all of it into the kernel
+ * cache (notify_store), so one fault brings page_size bytes from one I/O.
+ *
+ * The mount's budget (buffer_size) is enforced here, over the pages the
+ * kernel may hold: every application page that enters the kernel cache (by a
+ * READ reply, a WRITE, or a push) is remembered in FIFO order, and when their
+ * total exceeds the budget the oldest range is dropped from the kernel
+ * (notify_inval_inode, which also unmaps it from every process and writes
+ * back pages the kernel holds dirty through WRITE requests first).  The
+ * engine itself keeps only a small staging buffer for fills in flight, so
+ * the two copies are never both charged in full: kernel-resident pages of
+ * the mount plus the daemon's memory stay within buffer_size + staging.
+ *
+ * Notify calls are made only from the one thread here, never from a request
+ * handler: a push into a page the kernel has locked for a READ this very
+ * handler should answer would deadlock.  Hooks copy the filled page into a
+ * ring arena (bounded; when it is full the push is skipped and the kernel
+ * simply READs the page later) and queue the event.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "umapfs_i.h"
+
+#define KB_CHUNK_BITS 20 /* pages per bitmap chunk: 2^20 */
+#define KB_WORDS ((UINT64_C(1) << KB_CHUNK_BITS) / 64)
+#define STORE_CHUNK (UINT64_C(4) << 20)
+
+static int kb_test(const struct kbitmap *b, uint64_t page)
+{
+	uint64_t c = page >> KB_CHUNK_BITS;
+	if (c >= b->nchunks || !b->chunks[c])
+		return 0;
+	uint64_t i = page & ((UINT64_C(1) << KB_CHUNK_BITS) - 1);
+	return (b->chunks[c][i / 64] >> (i % 64)) & 1;
+}
+
+/* Returns 0, or -ENOMEM when a chunk cannot be allocated. */
+static int kb_set(struct kbitmap *b, uint64_t page, int on)
+{
+	uint64_t c = page >> KB_CHUNK_BITS;
+	if (c >= b->nchunks)
+		return -EINVAL;
+	if (!b->chunks[c]) {
+		if (!on)
+			return 0;
+		b->chunks[c] = calloc(KB_WORDS, sizeof(uint64_t));
+		if (!b->chunks[c])
+			return -ENOMEM;
+	}
+	uint64_t i = page & ((UINT64_C(1) << KB_CHUNK_BITS) - 1);
+	if (on)
+		b->chunks[c][i / 64] |= UINT64_C(1) << (i % 64);
+	else
+		b->chunks[c][i / 64] &= ~(UINT64_C(1) << (i % 64));
+	return 0;
+}
+
+void kbitmap_free(struct kbitmap *b)
+{
+	for (uint64_t c = 0; c < b->nchunks; c++)
+		free(b->chunks[c]);
+	free(b->chunks);
+	b->chunks = NULL;
+	b->nchunks = 0;
+}
+
+static uint64_t page_len(const struct node *n, uint64_t page)
+{
+	uint64_t off = page * n->page_size;
+	return n->size - off < n->page_size ? n->size - off : n->page_size;
+}
+
+static void enqueue_locked(struct daemon *d, struct kc_event *ev)
+{
+	ev->next = NULL;
+	if (d->q_tail)
+		d->q_tail->next = ev;
+	else
+		d->q_head = ev;
+	d->q_tail = ev;
+	pthread_cond_signal(&d->kc_cond);
+}
+
+/* Drop the oldest remembered page: forget it and queue its invalidation. */
+static void pop_oldest_locked(struct daemon *d)
+{
+	struct kc_entry e = d->fifo[d->fifo_head];
+	d->fifo_head = (d->fifo_head + 1) % d->fifo_cap;
+	d->fifo_len--;
+	struct node *n = d->nodes[e.node];
+	uint64_t len = page_len(n, e.page);
+	kb_set(&n->kc, e.page, 0);
+	d->kc_bytes -= len;
+	struct kc_event *ev = calloc(1, sizeof(*ev));
+	if (!ev) {
+		dlog(UMAPFS_LOG_ERR, "out of memory queueing a kernel-cache invalidation");
+		return;
+	}
+	ev->store = 0;
+	ev->node = n;
+	ev->off = e.page * n->page_size;
+	ev->len = len;
+	enqueue_locked(d, ev);
+}
+
+static void note_locked(struct daemon *d, struct node *n, uint64_t page)
+{
+	if (kb_test(&n->kc, page))
+		return;
+	if (kb_set(&n->kc, page, 1) < 0)
+		return; /* not remembered: the page is then outside the budget; rare */
+	if (d->fifo_len == d->fifo_cap)
+		pop_oldest_locked(d);
+	size_t tail = (d->fifo_head + d->fifo_len) % d->fifo_cap;
+	d->fifo[tail].node = (uint32_t)(n->ino - INO_FIRST_FILE);
+	d->fifo[tail].page = page;
+	d->fifo_len++;
+	d->kc_bytes += page_len(n, page);
+	while (d->kc_bytes > d->kc_budget && d->fifo_len > 1)
+		pop_oldest_locked(d);
+}
+
+/*
+ * Remember that the kernel may now cache pages [first_page, last_page] of a
+ * view (a READ reply or WRITE covered them), invalidating the oldest pages
+ * beyond the budget.
+ */
+void kc_note(struct daemon *d, struct node *n, uint64_t first_page, uint64_t last_page)
+{
+	pthread_mutex_lock(&d->kc_lock);
+	for (uint64_t p = first_page; p <= last_page; p++)
+		note_locked(d, n, p);
+	pthread_mutex_unlock(&d->kc_lock);
+}
+
+/* Ring arena, allocations and frees in FIFO order.  Returns 0 or -ENOSPC. */
+static int arena_alloc_locked(struct daemon *d, size_t len, size_t *off)
+{
+	if (d->arena_used_events == 0)
+		d->arena_head = d->arena_tail = 0;
+	if (d->arena_head >= d->arena_tail) {
+		if (d->arena_size - d->arena_head >= len) {
+			*off = d->arena_head;
+			d->arena_head += len;
+		} else if (d->arena_tail > len) {
+			*off = 0;
+			d->arena_head = len;
+		} else {
+			return -ENOSPC;
+		}
+	} else {
+		if (d->arena_tail - d->arena_head > len) {
+			*off = d->arena_head;
+			d->arena_head += len;
+		} else {
+			return -ENOSPC;
+		}
+	}
+	d->arena_used_events++;
+	return 0;
+}
+
+static void arena_free_locked(struct daemon *d, size_t off, size_t len)
+{
+	d->arena_tail = off + len;
+	if (--d->arena_used_events == 0)
+		d->arena_head = d->arena_tail = 0;
+}
+
+/*
+ * Engine hook: a page of a view became resident.  For read-only views, copy
+ * it and queue a push into the kernel cache.  Writable views are never
+ * pushed: the kernel may hold newer dirty bytes for parts of the page, and a
+ * push would overwrite them.
+ */
+void kc_filled(void *arg, struct umapfs_view *v, uint64_t off, const void *data, size_t len)
+{
+	struct node *n = arg;
+	struct daemon *d = n->d;
+	(void)v;
+	if (n->writable || !d->arena || len > d->arena_size)
+		return;
+	uint64_t page = off / n->page_size;
+	struct kc_event *ev = calloc(1, sizeof(*ev));
+	if (!ev)
+		return;
+	pthread_mutex_lock(&d->kc_lock);
+	if (d->kc_stop || kb_test(&n->kc, page)) {
+		pthread_mutex_unlock(&d->kc_lock);
+		free(ev);
+		return;
+	}
+	size_t aoff;
+	if (arena_alloc_locked(d, len, &aoff) < 0) {
+		pthread_mutex_unlock(&d->kc_lock);
+		free(ev);
+		atomic_fetch_add(&d->c.stores_dropped, 1);
+		return;
+	}
+	/* Copied under the lock so that arena order is queue order. */
+	memcpy(d->arena + aoff, data, len);
+	ev->store = 1;
+	ev->node = n;
+	ev->off = off;
+	ev->len = len;
+	ev->arena_off = aoff;
+	enqueue_locked(d, ev);
+	pthread_mutex_unlock(&d->kc_lock);
+}
+
+/*
+ * Engine hook: a page leaves the staging buffer.  The kernel's copy is
+ * governed by the mount budget, not by staging residency, so nothing is
+ * dropped here; bytes the kernel holds dirty reach the engine later through
+ * WRITE (kernel writeback, or the laundering an invalidation forces), which
+ * refills the page from the backing files first, so nothing newer is lost.
+ */
+int kc_evicting(void *arg, struct umapfs_view *v, uint64_t off, void *data, size_t len)
+{
+	(void)arg, (void)v, (void)off, (void)data, (void)len;
+	return 0;
+}
+
+static void *kc_main(void *arg)
+{
+	struct daemon *d = arg;
+	pthread_mutex_lock(&d->kc_lock);
+	for (;;) {
+		while (!d->q_head && !d->kc_stop)
+			pthread_cond_wait(&d->kc_cond, &d->kc_lock);
+		if (d->kc_stop)
+			break;
+		struct kc_event *ev = d->q_head;
+		d->q_head = ev->next;
+		if (!d->q_head)
+			d->q_tail = NULL;
+		struct node *n = ev->node;
+		if (ev->store)
+			note_locked(d, n, ev->off / n->page_size);
+		pthread_mutex_unlock(&d->kc_lock);
+
+		int ret;
+		if (ev->store) {
+			ret = 0;
+			for (uint64_t o = 0; o < ev->len && ret == 0; o += STORE_CHUNK) {
+				size_t l = ev->len - o < STORE_CHUNK ? ev->len - o : STORE_CHUNK;
+				struct fuse_bufvec bv = FUSE_BUFVEC_INIT(l);
+				bv.buf[0].mem = d->arena + ev->arena_off + o;
+				ret = fuse_lowlevel_notify_store(d->se, n->ino, ev->off + o, &bv, 0);
+			}
+			if (ret == 0) {
+				atomic_fetch_add(&d->c.stores, 1);
+				atomic_fetch_add(&d->c.store_bytes, ev->len);
+			}
+		} else {
+			ret = fuse_lowlevel_notify_inval_inode(d->se, n->ino, (off_t)ev->off,
+							       (off_t)ev->len);
+			if (ret == 0) {
+				atomic_fetch_add(&d->c.invals, 1);
+				atomic_fetch_add(&d->c.inval_bytes, ev->len);
+			}
+		}
+		/* -ENOENT: the kernel does not know the inode (never looked up). */
+		if (ret < 0 && ret != -ENOENT)
+			dlog(UMAPFS_LOG_DEBUG, "%s: notify_%s at %llu: %s", n->name,
+			     ev->store ? "store" : "inval", (unsigned long long)ev->off,
+			     strerror(-ret));
+
+		pthread_mutex_lock(&d->kc_lock);
+		if (ev->store)
+			arena_free_locked(d, ev->arena_off, ev->len);
+		free(ev);
+	}
+	pthread_mutex_unlock(&d->kc_lock);
+	return NULL;
+}
+
+/*
+ * Set up the budget FIFO and the push arena once the views are known.
+ * Returns 0 or -ENOMEM.
+ */
+int kc_init(struct daemon *d)
+{
+	uint64_t min_ps = UMAPFS_MAX_PAGE_SIZE, max_ps = UMAPFS_MIN_PAGE_SIZE;
+	int any_ro = 0;
+	for (size_t i = 0; i < d->n_nodes; i++) {
+		struct node *n = d->nodes[i];
+		if (n->kind != NODE_VIEW)
+			continue;
+		if (n->page_size < min_ps)
+			min_ps = n->page_size;
+		if (n->page_size > max_ps)
+			max_ps = n->page_size;
+		any_ro |= !n->writable;
+	}
+	d->kc_budget = d->opt.buffer_size;
+	if (d->kc_budget < max_ps)
+		d->kc_budget = max_ps;
+	uint64_t cap = d->kc_budget / min_ps + 2;
+	if (cap > (UINT64_C(1) << 24))
+		cap = UINT64_C(1) << 24;
+	d->fifo_cap = (size_t)cap;
+	d->fifo = calloc(d->fifo_cap, sizeof(*d->fifo));
+	if (!d->fifo)
+		return -ENOMEM;
+
+	/*
+	 * The arena holds copies on their way into the kernel: a few pages,
+	 * at most half the staging buffer, and never less than one page.
+	 */
+	if (any_ro) {
+		uint64_t a = d->opt.staging_size / 2;
+		if (a > (UINT64_C(16) << 20))
+			a = UINT64_C(16) << 20;
+		if (a < 2 * max_ps)
+			a = 2 * max_ps;
+		void *p = mmap(NULL, a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return -ENOMEM;
+		d->arena = p;
+		d->arena_size = a;
+	}
+	return 0;
+}
+
+int kc_start(struct daemon *d)
+{
+	int ret = pthread_create(&d->kc_thread, NULL, kc_main, d);
+	if (ret)
+		return -ret;
+	d->kc_running = 1;
+	return 0;
+}
+
+/* Stop the notifier thread; queued events are dropped. */
+void kc_stop(struct daemon *d)
+{
+	pthread_mutex_lock(&d->kc_lock);
+	d->kc_stop = 1;
+	pthread_cond_broadcast(&d->kc_cond);
+	pthread_mutex_unlock(&d->kc_lock);
+	if (d->kc_running)
+		pthread_join(d->kc_thread, NULL);
+	d->kc_running = 0;
+	while (d->q_head) {
+		struct kc_event *ev = d->q_head;
+		d->q_head = ev->next;
+		free(ev);
+	}
+	d->q_tail = NULL;
+}
+
+void kc_fini(struct daemon *d)
+{
+	free(d->fifo);
+	d->fifo = NULL;
+	if (d->arena)
+		munmap(d->arena, d->arena_size);
+	d->arena = NULL;
+}
+
+/*
+ * Set the mount's kernel readahead window (bdi read_ahead_kb).  libfuse can
+ * only lower it at INIT, so it is raised here, once, from the first request
+ * after INIT (writing sysfs does not touch the mount).
+ */
+void apply_readahead(struct daemon *d)
+{
+	if (!d->bdi[0] || atomic_exchange(&d->bdi_done, 1))
+		return;
+	char path[128];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", d->bdi);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		dlog(UMAPFS_LOG_INFO, "cannot set %s: %s (kernel readahead stays at its default)",
+		     path, strerror(errno));
+		return;
+	}
+	char buf[32];
+	int l = snprintf(buf, sizeof(buf), "%llu\n",
+			 (unsigned long long)(d->opt.readahead / 1024));
+	if (write(fd, buf, (size_t)l) != l)
+		dlog(UMAPFS_LOG_INFO, "cannot set %s: %s", path, strerror(errno));
+	else
+		dlog(UMAPFS_LOG_DEBUG, "%s = %s", path, buf);
+	close(fd);
+}

@@ -1,0 +1,601 @@
+/*
+ * The FUSE requests umapfs answers (low-level API).
+ *
+ * The namespace is flat and fixed at mount time: the views and text files
+ * the plugin published, plus a hidden directory ".umapfs" holding "stats".
+ * Reads are answered straight from pinned engine pages (one iovec per page,
+ * no copy in the daemon); writes go to umapfs_view_write; FLUSH and FSYNC
+ * write back and fdatasync through umapfs_view_flush.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "umapfs_i.h"
+
+#define ATTR_TIMEOUT 86400.0 /* views never change size or owner */
+
+struct node *node_by_ino(struct daemon *d, fuse_ino_t ino)
+{
+	if (ino < INO_FIRST_FILE || ino - INO_FIRST_FILE >= d->n_nodes)
+		return NULL;
+	return d->nodes[ino - INO_FIRST_FILE];
+}
+
+static struct daemon *req_daemon(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* Fill *st for an inode; returns 0 or -ENOENT. */
+static int fill_attr(struct daemon *d, fuse_ino_t ino, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = d->uid;
+	st->st_gid = d->gid;
+	st->st_atim = st->st_mtim = st->st_ctim = d->mount_time;
+	st->st_blksize = 4096;
+	if (ino == INO_ROOT || ino == INO_DOTDIR) {
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = ino == INO_ROOT ? 3 : 2;
+		return 0;
+	}
+	st->st_nlink = 1;
+	if (ino == INO_STATS) {
+		/* Generated at open and read with direct_io: no fixed size. */
+		st->st_mode = S_IFREG | 0444;
+		st->st_size = 0;
+		return 0;
+	}
+	struct node *n = node_by_ino(d, ino);
+	if (!n)
+		return -ENOENT;
+	if (n->kind == NODE_VIEW) {
+		st->st_mode = S_IFREG | (n->writable ? 0644 : 0444);
+		st->st_size = (off_t)n->size;
+		st->st_blksize = n->page_size > (UINT64_C(1) << 30) ? 1 << 30 : (blksize_t)n->page_size;
+	} else {
+		st->st_mode = S_IFREG | 0444;
+		st->st_size = (off_t)n->text_len;
+	}
+	st->st_blocks = (st->st_size + 511) / 512;
+	return 0;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/*
+	 * Large requests and many of them in flight; never max_write above
+	 * 1 MiB (libfuse 3.14's buffer), which kills the mount.
+	 */
+	conn->max_readahead = 1u << 20;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+	conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA);
+	if (conn->capable & FUSE_CAP_EXPLICIT_INVAL_DATA)
+		conn->want |= FUSE_CAP_EXPLICIT_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct daemon *d = req_daemon(req);
+	apply_readahead(d);
+	fuse_ino_t ino = 0;
+	if (parent == INO_ROOT) {
+		if (strcmp(name, DOTDIR_NAME) == 0) {
+			ino = INO_DOTDIR;
+		} else {
+			for (size_t i = 0; i < d->n_nodes; i++)
+				if (strcmp(d->nodes[i]->name, name) == 0)
+					ino = d->nodes[i]->ino;
+		}
+	} else if (parent == INO_DOTDIR && strcmp(name, "stats") == 0) {
+		ino = INO_STATS;
+	}
+	if (!ino) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = ino;
+	e.generation = 1;
+	e.attr_timeout = ino == INO_STATS ? 0.0 : ATTR_TIMEOUT;
+	e.entry_timeout = ATTR_TIMEOUT;
+	fill_attr(d, ino, &e.attr);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	(void)fi;
+	apply_readahead(d);
+	struct stat st;
+	if (fill_attr(d, ino, &st) < 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	fuse_reply_attr(req, &st, ino == INO_STATS ? 0.0 : ATTR_TIMEOUT);
+}
+
+/*
+ * Views have a fixed size and owner: a size change or chmod/chown is
+ * refused with EPERM; time changes are accepted and ignored.
+ */
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	(void)fi;
+	struct stat st;
+	if (fill_attr(d, ino, &st) < 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != st.st_size) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	fuse_reply_attr(req, &st, ino == INO_STATS ? 0.0 : ATTR_TIMEOUT);
+}
+
+struct dirbuf {
+	char *p;
+	size_t size;
+	int err;
+};
+
+static void dirbuf_add(fuse_req_t req, struct dirbuf *b, const char *name, fuse_ino_t ino,
+		       mode_t mode)
+{
+	if (b->err)
+		return;
+	struct stat st;
+	memset(&st, 0, sizeof(st));
+	st.st_ino = ino;
+	st.st_mode = mode;
+	size_t old = b->size;
+	size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+	char *np = realloc(b->p, old + need);
+	if (!np) {
+		b->err = ENOMEM;
+		return;
+	}
+	b->p = np;
+	b->size = old + need;
+	fuse_add_direntry(req, b->p + old, need, name, &st, (off_t)b->size);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	(void)fi;
+	struct dirbuf b = { 0 };
+	if (ino == INO_ROOT) {
+		dirbuf_add(req, &b, ".", INO_ROOT, S_IFDIR);
+		dirbuf_add(req, &b, "..", INO_ROOT, S_IFDIR);
+		dirbuf_add(req, &b, DOTDIR_NAME, INO_DOTDIR, S_IFDIR);
+		for (size_t i = 0; i < d->n_nodes; i++)
+			dirbuf_add(req, &b, d->nodes[i]->name, d->nodes[i]->ino, S_IFREG);
+	} else if (ino == INO_DOTDIR) {
+		dirbuf_add(req, &b, ".", INO_DOTDIR, S_IFDIR);
+		dirbuf_add(req, &b, "..", INO_ROOT, S_IFDIR);
+		dirbuf_add(req, &b, "stats", INO_STATS, S_IFREG);
+	} else {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	if (b.err)
+		fuse_reply_err(req, b.err);
+	else if ((size_t)off < b.size)
+		fuse_reply_buf(req, b.p + off, b.size - (size_t)off < size ? b.size - (size_t)off : size);
+	else
+		fuse_reply_buf(req, NULL, 0);
+	free(b.p);
+}
+
+struct textbuf {
+	char *p;
+	size_t len;
+};
+
+/* The stats file: engine counters, then the daemon's own. */
+static struct textbuf *make_stats(struct daemon *d)
+{
+	struct umapfs_stats st;
+	umapfs_engine_stats(d->engine, &st);
+	struct textbuf *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	int need = umapfs_stats_format(&st, NULL, 0);
+	if (need < 0)
+		need = 0;
+	size_t cap = (size_t)need + 2048;
+	t->p = malloc(cap);
+	if (!t->p) {
+		free(t);
+		return NULL;
+	}
+	int l = umapfs_stats_format(&st, t->p, (size_t)need + 1);
+	if (l < 0)
+		l = 0;
+	pthread_mutex_lock(&d->kc_lock);
+	uint64_t kc_bytes = d->kc_bytes, kc_budget = d->kc_budget;
+	pthread_mutex_unlock(&d->kc_lock);
+	l += snprintf(t->p + l, cap - (size_t)l,
+		      "mount_buffer_size %llu\n"
+		      "kernel_cached_bytes %llu\n"
+		      "kernel_budget %llu\n"
+		      "kernel_store_pages %llu\n"
+		      "kernel_store_bytes %llu\n"
+		      "kernel_store_dropped %llu\n"
+		      "kernel_invalidations %llu\n"
+		      "kernel_invalidated_bytes %llu\n"
+		      "fuse_reads %llu\n"
+		      "fuse_read_bytes %llu\n"
+		      "fuse_writes %llu\n"
+		      "fuse_write_bytes %llu\n"
+		      "fuse_flushes %llu\n"
+		      "fuse_flush_errors %llu\n"
+		      "seq_prefetches %llu\n"
+		      "copied_reads %llu\n"
+		      "readahead_bytes %llu\n",
+		      (unsigned long long)d->opt.buffer_size, (unsigned long long)kc_bytes,
+		      (unsigned long long)kc_budget, (unsigned long long)d->c.stores,
+		      (unsigned long long)d->c.store_bytes,
+		      (unsigned long long)d->c.stores_dropped, (unsigned long long)d->c.invals,
+		      (unsigned long long)d->c.inval_bytes, (unsigned long long)d->c.reads,
+		      (unsigned long long)d->c.read_bytes, (unsigned long long)d->c.writes,
+		      (unsigned long long)d->c.write_bytes, (unsigned long long)d->c.flushes,
+		      (unsigned long long)d->c.flush_errors,
+		      (unsigned long long)d->c.prefetch_requests,
+		      (unsigned long long)d->c.copied_reads,
+		      (unsigned long long)d->opt.readahead);
+	t->len = (size_t)l < cap ? (size_t)l : cap - 1;
+	return t;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	apply_readahead(d);
+	int acc = fi->flags & O_ACCMODE;
+	if (ino == INO_ROOT || ino == INO_DOTDIR) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if (ino == INO_STATS) {
+		if (acc != O_RDONLY) {
+			fuse_reply_err(req, EACCES);
+			return;
+		}
+		struct textbuf *t = make_stats(d);
+		if (!t) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		fi->fh = (uint64_t)(uintptr_t)t;
+		fi->direct_io = 1;
+		fi->noflush = 1;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	struct node *n = node_by_ino(d, ino);
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (acc != O_RDONLY && !n->writable) {
+		/* Read-only mount (or view): MAP_PRIVATE still works, writes do not. */
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	if (d->plugin.open_check) {
+		int ret = d->plugin.open_check(d->plugin_state, n->name, fi->flags);
+		if (ret < 0) {
+			fuse_reply_err(req, -ret);
+			return;
+		}
+	}
+	fi->fh = 0;
+	fi->keep_cache = 1;
+	fi->noflush = acc == O_RDONLY;
+	fuse_reply_open(req, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (ino == INO_STATS && fi->fh) {
+		struct textbuf *t = (struct textbuf *)(uintptr_t)fi->fh;
+		free(t->p);
+		free(t);
+	}
+	fuse_reply_err(req, 0);
+}
+
+/*
+ * Sequential access: when READs walk forward, queue fills for the next
+ * `prefetch` bytes so the pages (pushed into the kernel cache as they fill)
+ * are there before the reader is.  Random access prefetches nothing.
+ */
+static void seq_detect(struct daemon *d, struct node *n, uint64_t first, uint64_t last)
+{
+	uint64_t npages = (n->size + n->page_size - 1) / n->page_size;
+	uint64_t w = d->opt.prefetch / n->page_size;
+	if (d->opt.prefetch && !w)
+		w = 1;
+	if (!w)
+		return;
+	struct seq_state *s = &n->seq;
+	uint64_t from = 0, to = 0;
+	pthread_mutex_lock(&s->lock);
+	uint64_t reach = s->pf_upto > s->last_page + 1 ? s->pf_upto : s->last_page + 1;
+	if (first >= s->last_page && first <= reach)
+		s->streak++;
+	else
+		s->streak = 0;
+	s->last_page = last;
+	if (s->streak >= 1) {
+		from = last + 1 > s->pf_upto ? last + 1 : s->pf_upto;
+		to = last + 1 + w < npages ? last + 1 + w : npages;
+		if (from < to)
+			s->pf_upto = to;
+	} else {
+		s->pf_upto = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (from < to) {
+		uint64_t off = from * n->page_size;
+		uint64_t end = to * n->page_size < n->size ? to * n->page_size : n->size;
+		if (umapfs_view_prefetch(n->view, off, end - off, NULL, NULL, -1) == 0)
+			atomic_fetch_add(&d->c.prefetch_requests, 1);
+	}
+}
+
+/* Take `bytes` of the pin budget, waiting for other READs to give theirs back. */
+static void pin_acquire(struct daemon *d, uint64_t bytes)
+{
+	pthread_mutex_lock(&d->pin_lock);
+	while (d->pin_avail < bytes)
+		pthread_cond_wait(&d->pin_cond, &d->pin_lock);
+	d->pin_avail -= bytes;
+	pthread_mutex_unlock(&d->pin_lock);
+}
+
+static void pin_release(struct daemon *d, uint64_t bytes)
+{
+	pthread_mutex_lock(&d->pin_lock);
+	d->pin_avail += bytes;
+	pthread_cond_broadcast(&d->pin_cond);
+	pthread_mutex_unlock(&d->pin_lock);
+}
+
+/* A READ too large to pin at once: copy it page by page. */
+static void read_copy(fuse_req_t req, struct daemon *d, struct node *n, uint64_t start,
+		      uint64_t end)
+{
+	char *buf = malloc(end - start);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t r = umapfs_view_read(n->view, buf, end - start, start);
+	if (r < 0) {
+		dlog(UMAPFS_LOG_ERR, "%s: read at %llu: %s", n->name, (unsigned long long)start,
+		     strerror((int)-r));
+		fuse_reply_err(req, (int)-r);
+	} else {
+		kc_note(d, n, start / n->page_size, (start + (uint64_t)r - 1) / n->page_size);
+		fuse_reply_buf(req, buf, (size_t)r);
+		atomic_fetch_add(&d->c.read_bytes, (uint64_t)r);
+		atomic_fetch_add(&d->c.copied_reads, 1);
+	}
+	free(buf);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	if (ino == INO_STATS) {
+		struct textbuf *t = (struct textbuf *)(uintptr_t)fi->fh;
+		if (!t || (size_t)off >= t->len)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			fuse_reply_buf(req, t->p + off,
+				       t->len - (size_t)off < size ? t->len - (size_t)off : size);
+		return;
+	}
+	struct node *n = node_by_ino(d, ino);
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (n->kind == NODE_TEXT) {
+		if ((size_t)off >= n->text_len)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			fuse_reply_buf(req, n->text + off,
+				       n->text_len - (size_t)off < size ? n->text_len - (size_t)off : size);
+		return;
+	}
+	uint64_t start = (uint64_t)off;
+	if (start >= n->size || size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	uint64_t end = start + size < n->size ? start + size : n->size;
+	uint64_t ps = n->page_size;
+	uint64_t first = start / ps, last = (end - 1) / ps;
+	size_t np = (size_t)(last - first + 1);
+
+	atomic_fetch_add(&d->c.reads, 1);
+	seq_detect(d, n, first, last);
+	if (np > 1) /* fill all pages of the request concurrently */
+		umapfs_view_prefetch(n->view, first * ps, end - first * ps, NULL, NULL, -1);
+	uint64_t pin_bytes = (uint64_t)np * ps;
+	if (pin_bytes > d->pin_budget) {
+		read_copy(req, d, n, start, end);
+		return;
+	}
+	pin_acquire(d, pin_bytes);
+
+	struct umapfs_page_ref stack_refs[16], *refs = stack_refs;
+	struct iovec stack_iov[16], *iov = stack_iov;
+	if (np > 16) {
+		refs = calloc(np, sizeof(*refs));
+		iov = calloc(np, sizeof(*iov));
+		if (!refs || !iov) {
+			free(refs);
+			free(iov);
+			pin_release(d, pin_bytes);
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+	}
+	size_t pinned = 0;
+	int err = 0;
+	for (; pinned < np; pinned++) {
+		int ret = umapfs_view_pin(n->view, (first + pinned) * ps, &refs[pinned]);
+		if (ret < 0) {
+			err = -ret;
+			break;
+		}
+		uint64_t pstart = refs[pinned].offset;
+		uint64_t a = start > pstart ? start - pstart : 0;
+		uint64_t b = end - pstart < refs[pinned].len ? end - pstart : refs[pinned].len;
+		if (b < a) {
+			pinned++;
+			err = EIO;
+			break;
+		}
+		iov[pinned].iov_base = (char *)refs[pinned].data + a;
+		iov[pinned].iov_len = (size_t)(b - a);
+	}
+	if (err) {
+		dlog(UMAPFS_LOG_ERR, "%s: read at %llu: %s", n->name, (unsigned long long)start,
+		     strerror(err));
+		fuse_reply_err(req, err);
+	} else {
+		/* Remembered before the reply lands, so the budget never lags it. */
+		kc_note(d, n, first, last);
+		fuse_reply_iov(req, iov, (int)np);
+		atomic_fetch_add(&d->c.read_bytes, end - start);
+	}
+	for (size_t i = 0; i < pinned; i++)
+		umapfs_view_unpin(n->view, &refs[i], 0);
+	pin_release(d, pin_bytes);
+	if (refs != stack_refs) {
+		free(refs);
+		free(iov);
+	}
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	(void)fi;
+	struct node *n = node_by_ino(d, ino);
+	if (!n || n->kind != NODE_VIEW || !n->writable) {
+		fuse_reply_err(req, n ? EACCES : ENOENT);
+		return;
+	}
+	if (size == 0) {
+		fuse_reply_write(req, 0);
+		return;
+	}
+	ssize_t ret = umapfs_view_write(n->view, buf, size, (uint64_t)off);
+	if (ret < 0) {
+		dlog(UMAPFS_LOG_ERR, "%s: write at %lld: %s", n->name, (long long)off,
+		     strerror((int)-ret));
+		fuse_reply_err(req, (int)-ret);
+		return;
+	}
+	atomic_fetch_add(&d->c.writes, 1);
+	atomic_fetch_add(&d->c.write_bytes, (uint64_t)ret);
+	if (ret > 0)
+		kc_note(d, n, (uint64_t)off / n->page_size, ((uint64_t)off + (uint64_t)ret - 1) / n->page_size);
+	fuse_reply_write(req, (size_t)ret);
+}
+
+/* Write back the view's dirty pages and fdatasync; any failure is EIO. */
+static int flush_node(struct daemon *d, struct node *n)
+{
+	atomic_fetch_add(&d->c.flushes, 1);
+	int ret = umapfs_view_flush(n->view);
+	if (ret < 0) {
+		atomic_fetch_add(&d->c.flush_errors, 1);
+		dlog(UMAPFS_LOG_ERR, "%s: write-back failed: %s", n->name, strerror(-ret));
+		return EIO;
+	}
+	return 0;
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	struct node *n = node_by_ino(d, ino);
+	int err = 0;
+	if (n && n->kind == NODE_VIEW && n->writable && (fi->flags & O_ACCMODE) != O_RDONLY)
+		err = flush_node(d, n);
+	fuse_reply_err(req, err);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct daemon *d = req_daemon(req);
+	(void)datasync, (void)fi;
+	struct node *n = node_by_ino(d, ino);
+	int err = 0;
+	if (n && n->kind == NODE_VIEW && n->writable)
+		err = flush_node(d, n);
+	fuse_reply_err(req, err);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct daemon *d = req_daemon(req);
+	(void)ino;
+	struct statvfs sv;
+	memset(&sv, 0, sizeof(sv));
+	uint64_t total = 0;
+	for (size_t i = 0; i < d->n_nodes; i++)
+		total += d->nodes[i]->kind == NODE_VIEW ? d->nodes[i]->size : d->nodes[i]->text_len;
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = (total + 4095) / 4096;
+	sv.f_files = d->n_nodes + 3;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+const struct fuse_lowlevel_ops umapfs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readdir = op_readdir,
+	.open = op_open,
+	.release = op_release,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.statfs = op_statfs,
+};

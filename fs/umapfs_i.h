@@ -1,0 +1,167 @@
+/*
+ * umapfs daemon internals (fs/).  Private to the daemon: nothing here is
+ * installed.  The daemon is a thin FUSE front end over the engine: main.c
+ * parses options, loads the plugin and runs the session; ops.c answers FUSE
+ * requests; kcache.c keeps the kernel page cache in step with the mount's
+ * budget.
+ */
+#ifndef UMAPFS_FS_I_H
+#define UMAPFS_FS_I_H
+
+#define FUSE_USE_VERSION 312
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "umapfs/engine.h"
+#include "umapfs/plugin.h"
+
+/* Inode numbers: the root, the hidden directory and its stats file are fixed. */
+#define INO_ROOT 1
+#define INO_DOTDIR 2
+#define INO_STATS 3
+#define INO_FIRST_FILE 4
+
+#define DOTDIR_NAME ".umapfs"
+
+enum node_kind { NODE_VIEW, NODE_TEXT };
+
+struct daemon;
+
+/* Sequential-access detector of one view (see ops.c). */
+struct seq_state {
+	pthread_mutex_t lock;
+	uint64_t last_page; /* last page index a READ touched */
+	uint64_t pf_upto;   /* pages below this were already prefetched */
+	unsigned streak;
+};
+
+/* A two-level bitmap of application pages the kernel may cache. */
+struct kbitmap {
+	uint64_t **chunks;
+	uint64_t nchunks;
+};
+
+/* A file of the mount. */
+struct node {
+	fuse_ino_t ino;
+	char *name;
+	enum node_kind kind;
+	struct daemon *d;
+	/* NODE_VIEW */
+	struct umapfs_view *view;
+	uint64_t size, page_size;
+	int writable; /* mount writable and view writable */
+	struct seq_state seq;
+	struct kbitmap kc; /* guarded by daemon.kc_lock */
+	/* NODE_TEXT */
+	char *text;
+	size_t text_len;
+};
+
+/* Options from the command line. */
+struct options {
+	char *source; /* owned copies */
+	char *mountpoint;
+	char *source_abs, *mountpoint_abs;
+	uint64_t page_size, buffer_size, staging_size, prefetch, readahead;
+	int have_staging, have_prefetch, have_readahead;
+	int policy;
+	char *plugin;
+	int writable;
+	int foreground, debug;
+	unsigned threads;
+	char *fuse_opts;   /* comma list handed to libfuse */
+	char *plugin_opts; /* comma list handed to the plugin */
+};
+
+/* One queued kernel-cache operation (kcache.c). */
+struct kc_event {
+	struct kc_event *next;
+	int store; /* 1: notify_store of data, 0: notify_inval_inode */
+	struct node *node;
+	uint64_t off, len;
+	size_t arena_off; /* store: where the copy lives in the arena */
+};
+
+/* One entry of the FIFO of pages the kernel may cache. */
+struct kc_entry {
+	uint32_t node;
+	uint64_t page;
+};
+
+struct daemon_counters {
+	_Atomic uint64_t reads, read_bytes, writes, write_bytes, flushes, flush_errors;
+	_Atomic uint64_t stores, store_bytes, stores_dropped, invals, inval_bytes;
+	_Atomic uint64_t prefetch_requests, copied_reads;
+};
+
+struct daemon {
+	struct options opt;
+	struct umapfs_engine *engine;
+	struct fuse_session *se;
+	uid_t uid;
+	gid_t gid;
+	struct timespec mount_time;
+
+	/* plugin */
+	void *dl;
+	struct umapfs_plugin plugin; /* copy, zero-extended */
+	void *plugin_state;
+	struct host *host;
+
+	/* files */
+	struct node **nodes;
+	size_t n_nodes, cap_nodes;
+
+	/* kernel-cache manager */
+	pthread_mutex_t kc_lock;
+	pthread_cond_t kc_cond;
+	struct kc_event *q_head, *q_tail;
+	int kc_stop, kc_running;
+	pthread_t kc_thread;
+	unsigned char *arena;   /* copies of filled pages awaiting notify_store */
+	size_t arena_size, arena_head, arena_tail, arena_used_events;
+	struct kc_entry *fifo; /* ring */
+	size_t fifo_cap, fifo_head, fifo_len;
+	uint64_t kc_bytes, kc_budget;
+
+	/* bdi readahead, applied once after INIT */
+	char bdi[64];
+	atomic_int bdi_done;
+
+	/*
+	 * Bytes of pages READ replies may hold pinned at once.  A request
+	 * whose pages do not fit is answered by copying page by page, so pins
+	 * never exhaust the engine's staging buffer (which would deadlock).
+	 */
+	pthread_mutex_t pin_lock;
+	pthread_cond_t pin_cond;
+	uint64_t pin_budget, pin_avail;
+
+	atomic_int detached; /* lazily unmounted after a signal */
+	struct daemon_counters c;
+};
+
+/* main.c */
+void dlog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dlog_engine(void *arg, int level, const char *msg);
+
+/* ops.c */
+extern const struct fuse_lowlevel_ops umapfs_ops;
+struct node *node_by_ino(struct daemon *d, fuse_ino_t ino);
+
+/* kcache.c */
+int kc_init(struct daemon *d);
+int kc_start(struct daemon *d);
+void kc_stop(struct daemon *d);
+void kc_fini(struct daemon *d);
+void kc_note(struct daemon *d, struct node *n, uint64_t first_page, uint64_t last_page);
+void kc_filled(void *arg, struct umapfs_view *v, uint64_t off, const void *data, size_t len);
+int kc_evicting(void *arg, struct umapfs_view *v, uint64_t off, void *data, size_t len);
+void kbitmap_free(struct kbitmap *b);
+void apply_readahead(struct daemon *d);
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * buffer_size bounds what a mount costs: while a view 4x larger than the
+ * buffer is scanned through mmap, the view's pages resident in the kernel
+ * (mincore over the mapping: the same count fincore gives, without opening
+ * the file again) plus the daemon's RSS stay within buffer_size + 64 MiB.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+
+#define MiB (UINT64_C(1) << 20)
+#define BUFFER (64 * MiB)
+#define VIEW (256 * MiB)
+#define SLACK (64 * MiB)
+
+static struct tmount m;
+
+static void setup(void)
+{
+	tm_init(&m, "memory");
+}
+
+static void teardown(void)
+{
+	tm_cleanup(&m);
+}
+
+TestSuite(memory, .init = setup, .fini = teardown, .timeout = 300);
+
+static uint64_t resident(const unsigned char *map, size_t len, unsigned char *vec)
+{
+	cr_assert_eq(mincore((void *)map, len, vec), 0, "mincore: %s", strerror(errno));
+	uint64_t n = 0;
+	for (size_t i = 0; i < len / 4096; i++)
+		n += vec[i] & 1;
+	return n * 4096;
+}
+
+static void scan(const char *opts, int random)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/v", m.mnt);
+	cr_assert_eq(tm_start(&m, tm_path(&m, "desc.txt"), opts), 0, "%s", tm_stderr(&m));
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	const unsigned char *map = mmap(NULL, VIEW, PROT_READ, MAP_SHARED, fd, 0);
+	cr_assert_neq(map, MAP_FAILED);
+	unsigned char *vec = malloc(VIEW / 4096);
+	uint64_t worst = 0, worst_k = 0, worst_r = 0;
+	unsigned long sum = 0;
+	unsigned s = 1;
+	unsigned char exp[64];
+	for (uint64_t i = 0; i < VIEW / 4096; i++) {
+		uint64_t page = random ? (uint64_t)rand_r(&s) % (VIEW / 4096) : i;
+		sum += map[page * 4096 + 100];
+		if (i % 1024 == 0) {
+			/* data are right, too */
+			pattern_fill(exp, sizeof(exp), 11, page * 4096);
+			cr_assert(memcmp(exp, map + page * 4096, sizeof(exp)) == 0, "bytes at page %llu",
+				  (unsigned long long)page);
+		}
+		if (i % 2048 == 2047) {
+			uint64_t k = resident(map, VIEW, vec), r = proc_rss(m.pid);
+			if (k + r > worst) {
+				worst = k + r;
+				worst_k = k;
+				worst_r = r;
+			}
+		}
+	}
+	fprintf(stderr, "%s scan (%s): worst kernel-resident %llu MiB + daemon RSS %llu MiB (bound %llu MiB), sum %lu\n",
+		random ? "random" : "sequential", opts, (unsigned long long)(worst_k / MiB),
+		(unsigned long long)(worst_r / MiB), (unsigned long long)((BUFFER + SLACK) / MiB), sum);
+	cr_expect_leq(worst, BUFFER + SLACK,
+		      "kernel-resident %llu + daemon RSS %llu > buffer + 64 MiB",
+		      (unsigned long long)worst_k, (unsigned long long)worst_r);
+	snprintf(path, sizeof(path), "%s/.umapfs/stats", m.mnt);
+	const char *st = slurp(path);
+	cr_expect_leq(stats_get(st, "kernel_cached_bytes"), BUFFER, "%s", st);
+	cr_expect_gt(stats_get(st, "kernel_invalidations"), 0, "%s", st);
+	free(vec);
+	munmap((void *)map, VIEW);
+	close(fd);
+	cr_assert_eq(tm_stop(&m), 0, "%s", tm_stderr(&m));
+}
+
+Test(memory, scan_4x_buffer_stays_bounded)
+{
+	cr_assert_eq(pattern_file(tm_path(&m, "big.bin"), VIEW, 11), 0);
+	write_text(tm_path(&m, "desc.txt"), "view v\nbig.bin 0 rest\n");
+	scan("page_size=1M,buffer_size=64M", 0);
+	scan("page_size=64K,buffer_size=64M", 1);
+}

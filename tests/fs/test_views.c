@@ -1,0 +1,250 @@
+/*
+ * Views through a real mount: bytes equal their extents via read() and via
+ * mmap from several threads; page and buffer sizes show in the stats;
+ * read-only mounts refuse writes; writable mounts reach the backing files.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+
+#define A_SIZE ((3u << 20) + 123)
+#define B_SIZE (5u << 20)
+#define C_SIZE (1u << 20)
+
+static struct tmount m;
+static unsigned char *v1, *v2; /* expected view contents */
+static size_t v1_size, v2_size;
+
+/* Three files and a description with every kind of extent line. */
+static void make_views(void)
+{
+	tm_init(&m, "views");
+	cr_assert_eq(pattern_file(tm_path(&m, "a.bin"), A_SIZE, 1), 0);
+	cr_assert_eq(pattern_file(tm_path(&m, "b.bin"), B_SIZE, 2), 0);
+	cr_assert_eq(pattern_file(tm_path(&m, "c file.bin"), C_SIZE, 3), 0);
+	write_text(tm_path(&m, "views.txt"),
+		   "# two views\n"
+		   "view v1 page_size=64K\n"
+		   "a.bin 0 rest      # all of a\n"
+		   "zero 10000\n"
+		   "b.bin 4097 1M\n"
+		   "\"c file.bin\" 12345 -\n"
+		   "\n"
+		   "view v2\n"
+		   "b.bin 0 5M\n");
+	v1_size = A_SIZE + 10000 + (1u << 20) + (C_SIZE - 12345);
+	v1 = malloc(v1_size);
+	size_t o = 0;
+	pattern_fill(v1 + o, A_SIZE, 1, 0);
+	o += A_SIZE;
+	memset(v1 + o, 0, 10000);
+	o += 10000;
+	pattern_fill(v1 + o, 1u << 20, 2, 4097);
+	o += 1u << 20;
+	pattern_fill(v1 + o, C_SIZE - 12345, 3, 12345);
+	v2_size = B_SIZE;
+	v2 = malloc(v2_size);
+	pattern_fill(v2, v2_size, 2, 0);
+}
+
+static void setup(void)
+{
+	make_views();
+	cr_assert_eq(tm_start(&m, tm_path(&m, "views.txt"), "page_size=16K,buffer_size=1M"), 0,
+		     "mount failed: %s", tm_stderr(&m));
+}
+
+static void teardown(void)
+{
+	if (m.pid > 0)
+		cr_expect_eq(tm_stop(&m), 0, "daemon exit status; stderr: %s", tm_stderr(&m));
+	tm_cleanup(&m);
+	free(v1);
+	free(v2);
+}
+
+TestSuite(views, .init = setup, .fini = teardown, .timeout = 120);
+
+static void check_read(const char *name, const unsigned char *exp, size_t size)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", m.mnt, name);
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0, "%s: %s", path, strerror(errno));
+	cr_assert_eq((size_t)st.st_size, size);
+	cr_assert_eq(st.st_mode & 07777, 0444);
+	cr_assert_eq(st.st_uid, getuid());
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	unsigned char *buf = malloc(size + 1);
+	/* whole file, sequentially, in odd-sized reads */
+	size_t got = 0;
+	for (;;) {
+		ssize_t r = read(fd, buf + got, 77777 < size + 1 - got ? 77777 : size + 1 - got);
+		cr_assert_geq(r, 0, "read: %s", strerror(errno));
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	cr_assert_eq(got, size);
+	cr_assert(memcmp(buf, exp, size) == 0, "%s differs from its extents", name);
+	/* random preads, across page and extent boundaries */
+	srand(7);
+	for (int i = 0; i < 300; i++) {
+		size_t off = (size_t)rand() % size;
+		size_t len = 1 + (size_t)rand() % 200000;
+		ssize_t r = pread(fd, buf, len, (off_t)off);
+		size_t want = off + len > size ? size - off : len;
+		cr_assert_eq((size_t)r, want, "pread(%zu, %zu) = %zd", off, len, r);
+		cr_assert(memcmp(buf, exp + off, want) == 0, "%s: bytes differ at %zu+%zu", name, off,
+			  want);
+	}
+	cr_assert_eq(pread(fd, buf, 10, (off_t)size), 0);
+	free(buf);
+	close(fd);
+}
+
+Test(views, read_equals_extents)
+{
+	check_read("v1", v1, v1_size);
+	check_read("v2", v2, v2_size);
+}
+
+Test(views, listing)
+{
+	DIR *dir = opendir(m.mnt);
+	cr_assert_not_null(dir);
+	int seen = 0;
+	struct dirent *e;
+	while ((e = readdir(dir))) {
+		if (!strcmp(e->d_name, "v1"))
+			seen |= 1;
+		else if (!strcmp(e->d_name, "v2"))
+			seen |= 2;
+		else if (!strcmp(e->d_name, ".umapfs"))
+			seen |= 4;
+	}
+	closedir(dir);
+	cr_assert_eq(seen, 7);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/nothere", m.mnt);
+	struct stat st;
+	cr_assert_eq(stat(p, &st), -1);
+	cr_assert_eq(errno, ENOENT);
+}
+
+struct mt_arg {
+	const unsigned char *map, *exp;
+	size_t size;
+	unsigned seed;
+	int bad;
+};
+
+static void *mt_check(void *p)
+{
+	struct mt_arg *a = p;
+	unsigned s = a->seed;
+	for (int i = 0; i < 400; i++) {
+		size_t off = (size_t)rand_r(&s) % a->size;
+		size_t len = 1 + (size_t)rand_r(&s) % 100000;
+		if (off + len > a->size)
+			len = a->size - off;
+		if (memcmp(a->map + off, a->exp + off, len) != 0)
+			a->bad++;
+	}
+	return NULL;
+}
+
+static void mmap_threads(const char *name, const unsigned char *exp, size_t size, int flags)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", m.mnt, name);
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	unsigned char *map = mmap(NULL, size, PROT_READ, flags, fd, 0);
+	cr_assert_neq(map, MAP_FAILED, "mmap: %s", strerror(errno));
+	pthread_t t[4];
+	struct mt_arg a[4];
+	for (int i = 0; i < 4; i++) {
+		a[i] = (struct mt_arg){ map, exp, size, 100u + (unsigned)i, 0 };
+		pthread_create(&t[i], NULL, mt_check, &a[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		cr_expect_eq(a[i].bad, 0, "thread %d saw %d differing ranges", i, a[i].bad);
+	}
+	cr_assert(memcmp(map, exp, size) == 0);
+	munmap(map, size);
+	close(fd);
+}
+
+Test(views, mmap_from_threads)
+{
+	mmap_threads("v1", v1, v1_size, MAP_SHARED);
+	mmap_threads("v2", v2, v2_size, MAP_SHARED);
+	mmap_threads("v1", v1, v1_size, MAP_PRIVATE);
+}
+
+Test(views, readonly_mount_refuses_writes)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/v2", m.mnt);
+	cr_assert_eq(open(path, O_RDWR), -1);
+	cr_assert_eq(errno, EACCES);
+	cr_assert_eq(open(path, O_WRONLY), -1);
+	cr_assert_eq(errno, EACCES);
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), MAP_FAILED);
+	/* copy-on-write still works and leaves the view alone */
+	unsigned char *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	p[5] ^= 0xff;
+	unsigned char b;
+	cr_assert_eq(pread(fd, &b, 1, 5), 1);
+	cr_assert_eq(b, v2[5]);
+	munmap(p, 8192);
+	close(fd);
+	cr_assert_eq(truncate(path, 0), -1);
+}
+
+Test(views, stats_show_page_and_buffer)
+{
+	char path[512];
+	/* v2 is page aligned: every fill is exactly one 16 KiB page */
+	check_read("v2", v2, v2_size);
+	snprintf(path, sizeof(path), "%s/.umapfs/stats", m.mnt);
+	const char *s = slurp(path);
+	cr_assert(strlen(s) > 0, "empty stats");
+	uint64_t ps = stats_get(s, "page_size");
+	uint64_t fills = stats_get(s, "fills");
+	uint64_t bytes = stats_get(s, "bytes_read");
+	uint64_t resident = stats_get(s, "resident_bytes");
+	uint64_t buffer = stats_get(s, "buffer_size");
+	uint64_t mbuf = stats_get(s, "mount_buffer_size");
+	uint64_t kc = stats_get(s, "kernel_cached_bytes");
+	cr_assert_eq(ps, 16384, "stats:\n%s", s);
+	cr_assert_eq(mbuf, 1u << 20, "stats:\n%s", s);
+	cr_assert(fills != UINT64_MAX && fills >= v2_size / 16384, "stats:\n%s", s);
+	cr_assert_eq(bytes % 16384, 0, "fill bytes not in whole pages:\n%s", s);
+	cr_assert(bytes >= v2_size, "stats:\n%s", s);
+	cr_assert(resident <= buffer, "stats:\n%s", s);
+	cr_assert(buffer <= mbuf, "stats:\n%s", s);
+	cr_assert(kc <= mbuf, "kernel cache over budget:\n%s", s);
+	cr_assert(stats_get(s, "kernel_invalidations") > 0, "5 MiB through a 1 MiB budget:\n%s", s);
+	/* live: a second read shows more reads */
+	uint64_t r1 = stats_get(s, "fuse_reads");
+	check_read("v2", v2, v2_size);
+	s = slurp(path);
+	cr_assert_gt(stats_get(s, "fuse_reads"), r1);
+}
