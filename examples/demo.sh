@@ -40,7 +40,7 @@ rm -rf "$frames" "$out"
 mounted=0
 cleanup() {
 	if [ "$mounted" = 1 ]; then
-		fusermount3 -u "$mnt" 2>/dev/null || umount "$mnt" 2>/dev/null ||
+		fusermount3 -u "$mnt" || umount "$mnt" ||
 			umount -l "$mnt" 2>/dev/null || true
 		mounted=0
 	fi
@@ -87,7 +87,7 @@ mkdir -p "$out"
 "$build/examples/umapfs-sweep" --exhaustive --vmin 4 --vmax 16 --top 12 --png "$out" \
 	--output "$out/candidates.csv" --truth "$frames/truth.csv" "$cube"
 if [ "$mounted" = 1 ]; then
-	for s in stats stats.txt .stats; do
+	for s in .umapfs/stats stats; do
 		if [ -f "$mnt/$s" ]; then
 			echo "-- what the mount did ($mnt/$s)"
 			cat "$mnt/$s"

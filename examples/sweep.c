@@ -240,6 +240,42 @@ static long read_index(const char *path, long *n, long *h, long *w, double **mjd
 		}
 		if (isalpha((unsigned char)*s))
 			continue; /* another key: not ours */
+		if (strchr(s, '\t')) {
+			/* the FITS plugin's index.txt: plane, file, hdu, extname, mjd, date-obs, exptime */
+			char *f[8];
+			int nf = 0;
+			for (char *p = s; nf < 8;) {
+				f[nf++] = p;
+				p = strchr(p, '\t');
+				if (!p)
+					break;
+				*p++ = 0;
+			}
+			char *e1, *e2;
+			long k = strtol(f[0], &e1, 10);
+			double m = nf >= 5 ? strtod(f[4], &e2) : 0;
+			if (nf < 5 || *e1 || e2 == f[4] || !isfinite(m)) {
+				ret = fail(err, errlen, -EINVAL, "%s:%ld: plane without a time (MJD column '%s')",
+					   path, lineno, nf >= 5 ? f[4] : "");
+				break;
+			}
+			if (k != cnt) {
+				ret = fail(err, errlen, -EINVAL, "%s:%ld: plane %ld out of order (expected %ld)",
+					   path, lineno, k, cnt);
+				break;
+			}
+			if (cnt == cap) {
+				cap = cap ? 2 * cap : 256;
+				double *nt = realloc(t, cap * sizeof(double));
+				if (!nt) {
+					ret = fail(err, errlen, -ENOMEM, "%s: out of memory", path);
+					break;
+				}
+				t = nt;
+			}
+			t[cnt++] = m;
+			continue;
+		}
 		char *e1;
 		double a = strtod(s, &e1);
 		double m = a;
@@ -289,11 +325,11 @@ static long read_index(const char *path, long *n, long *h, long *w, double **mjd
 	return cnt;
 }
 
-/* Plane times from a FITS cube header: keys MJD-OBS for plane 1, then any of
- * MJDnnnnn / MJD_nnnn (1-based) naming each plane. */
+/* Plane times from a FITS cube header: per-plane keys PMJDnnnn (the umapfs
+ * FITS plugin's), or MJDnnnnn / MJDn / MJD_nnnn / TMJDnnnn (1-based). */
 static int fits_plane_times(fitsfile *f, long n, double *mjd)
 {
-	static const char *fmts[] = {"MJD%05ld", "MJD%ld", "MJD_%04ld", "TMJD%04ld", "MJD-%04ld"};
+	static const char *fmts[] = {"PMJD%04ld", "MJD%05ld", "MJD%ld", "MJD_%04ld", "TMJD%04ld"};
 	for (size_t fi = 0; fi < sizeof(fmts) / sizeof(fmts[0]); fi++) {
 		int status = 0;
 		long k;
@@ -562,7 +598,24 @@ int sweep_cube_open(struct sweep_cube *c, const char *path, int backend, const c
 	const char *ip = index_path;
 	snprintf(fbuf, sizeof(fbuf), "%s/cube.fits", dir);
 	if (!ip) {
+		/* beside a mount's cube.fits: its header has the shape and exact plane times */
 		snprintf(ibuf, sizeof(ibuf), "%s/index.txt", dir);
+		if (access(fbuf, R_OK) == 0) {
+			struct sweep_cube tmp;
+			memset(&tmp, 0, sizeof(tmp));
+			uint64_t off;
+			double *fm = NULL;
+			int have_t = 0;
+			if (fits_cube_header(&tmp, fbuf, &off, &fm, &have_t, NULL, 0) == 0 && have_t) {
+				c->n = tmp.n, c->h = tmp.h, c->w = tmp.w;
+				ret = set_times(c, fm, tmp.n, fbuf, err, errlen);
+				free(fm);
+				if (!ret)
+					ret = map_file(c, path, 0, err, errlen);
+				goto out;
+			}
+			free(fm);
+		}
 		if (access(ibuf, R_OK) == 0)
 			ip = ibuf;
 	}
