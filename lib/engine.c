@@ -303,6 +303,8 @@ struct ring_slot *ring_get(struct umapfs_engine *e, int *err)
 		*err = -ENOMEM;
 		return NULL;
 	}
+	if (e->no_uring)
+		return r;
 	/* COOP_TASKRUN: completions are reaped by the submitter anyway, no IPI needed. */
 	int ret = io_uring_queue_init(e->cfg.queue_depth, &r->ring, IORING_SETUP_COOP_TASKRUN);
 	if (ret == -EINVAL)
@@ -314,6 +316,7 @@ struct ring_slot *ring_get(struct umapfs_engine *e, int *err)
 		*err = ret;
 		return NULL;
 	}
+	r->has_ring = true;
 	return r;
 }
 
@@ -500,7 +503,8 @@ static void engine_free(struct umapfs_engine *e)
 	while (e->free_rings) {
 		struct ring_slot *r = e->free_rings;
 		e->free_rings = r->next;
-		io_uring_queue_exit(&r->ring);
+		if (r->has_ring)
+			io_uring_queue_exit(&r->ring);
 		frame_free(r->bounce, r->bounce_size);
 		free(r);
 	}
@@ -587,8 +591,23 @@ UMAPFS_EXPORT int umapfs_engine_create(const struct umapfs_engine_config *cfg,
 		elog(e, UMAPFS_LOG_ERR, "queue_depth %u: must be 1..4096", c.queue_depth);
 		goto out;
 	}
-	/* One ring now, so an io_uring-less kernel fails here and not at the first miss. */
+	/*
+	 * One ring now, so a kernel (or a sandbox) without io_uring is found
+	 * here: the engine then issues the same reads and writes synchronously
+	 * through the seam, and says so.  UMAPFS_NO_IO_URING=1 forces that mode.
+	 */
+	const char *nu = getenv("UMAPFS_NO_IO_URING");
+	if (nu && *nu && strcmp(nu, "0") != 0) {
+		e->no_uring = true;
+		elog(e, UMAPFS_LOG_NOTICE, "io_uring disabled by UMAPFS_NO_IO_URING: synchronous I/O");
+	}
 	struct ring_slot *r = ring_get(e, &ret);
+	if (!r && (ret == -ENOSYS || ret == -EPERM || ret == -EACCES || ret == -EOPNOTSUPP)) {
+		elog(e, UMAPFS_LOG_WARNING, "io_uring unavailable (%s): falling back to synchronous I/O",
+		     strerror(-ret));
+		e->no_uring = true;
+		r = ring_get(e, &ret);
+	}
 	if (!r)
 		goto out;
 	ring_put(e, r);

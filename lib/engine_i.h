@@ -120,6 +120,7 @@ uint64_t now_ns(void);
 
 struct ring_slot {
 	struct ring_slot *next;
+	bool has_ring;       /* false: the engine runs without io_uring */
 	struct io_uring ring;
 	char *bounce;        /* cached bounce area for unaligned reads (grow-only) */
 	size_t bounce_size;
@@ -148,6 +149,7 @@ struct umapfs_engine {
 
 	pthread_mutex_t ring_lock;
 	struct ring_slot *free_rings;
+	bool no_uring;             /* io_uring unavailable or disabled: synchronous seam calls */
 
 	pthread_mutex_t q_lock;
 	pthread_cond_t q_cond;     /* new request, or stop */

@@ -82,6 +82,18 @@ static int ring_run(struct umapfs_engine *e, struct ring_slot *rs, struct piece 
 
 	if (!n)
 		return 0;
+	if (!rs->has_ring) {
+		/* No io_uring: the same requests, one by one, through the seam. */
+		for (size_t i = 0; i < n; i++) {
+			struct piece *p = &pcs[i];
+			void *buf = p->bounce ? p->bounce : p->dst;
+			ssize_t r = p->write ? e->sys.pwrite(e->sys.arg, p->fd, buf, p->rlen, (off_t)p->foff)
+					     : e->sys.pread(e->sys.arg, p->fd, buf, p->rlen, (off_t)p->foff);
+			res[i] = e->sys.complete(e->sys.arg, p->write, p->fd, p->foff, p->rlen,
+						 r > INT_MAX ? INT_MAX : (int)r);
+		}
+		return 0;
+	}
 	while (next < n || inflight) {
 		struct io_uring_sqe *sqe;
 		while (next < n && inflight < e->cfg.queue_depth &&
@@ -129,7 +141,8 @@ static void slot_done(struct umapfs_engine *e, struct ring_slot *rs, int err)
 		ring_put(e, rs);
 		return;
 	}
-	io_uring_queue_exit(&rs->ring); /* waits for requests still in flight */
+	if (rs->has_ring)
+		io_uring_queue_exit(&rs->ring);
 	frame_free(rs->bounce, rs->bounce_size);
 	free(rs);
 }

@@ -462,3 +462,12 @@ Test(engine, odirect_notice_once_per_engine)
 	cr_assert_eq(umapfs_engine_destroy(e), 0);
 	td_cleanup(&d);
 }
+
+/* Without io_uring (a sandbox that forbids it, or UMAPFS_NO_IO_URING=1) the
+ * same reads go synchronously through the seam. */
+Test(engine, without_io_uring_extents)
+{
+	setenv("UMAPFS_NO_IO_URING", "1", 1);
+	check_stitched("/var/tmp", 16384, 8 * 16384, NULL);
+	cr_assert_gt(tlog_count("synchronous I/O"), 0, "%s", tlog_text());
+}

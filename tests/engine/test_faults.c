@@ -271,3 +271,13 @@ Test(engine, open_error_names_the_file)
 	cr_assert_eq(umapfs_engine_destroy(e), 0);
 	td_cleanup(&d);
 }
+
+Test(engine, without_io_uring_short_read_fails_then_recovers)
+{
+	setenv("UMAPFS_NO_IO_URING", "1", 1);
+	struct ffx f;
+	ffx_init(&f, false, 1000);
+	fails_then_recovers(&f, SHORT_ONCE, 1000);
+	ffx_fini(&f);
+	cr_assert_gt(tlog_count("synchronous I/O"), 0);
+}

@@ -416,7 +416,7 @@ static int count_writes(void *arg, int is_write, int fd, uint64_t off, size_t le
 	return res;
 }
 
-Test(engine, write_back_direct_middle_buffered_edges)
+static void direct_middle_case(void)
 {
 	struct tdir d;
 	td_init(&d, "/var/tmp");
@@ -466,4 +466,13 @@ Test(engine, write_back_direct_middle_buffered_edges)
 	free(b);
 	free(got);
 	td_cleanup(&d);
+}
+
+Test(engine, write_back_direct_middle_buffered_edges) { direct_middle_case(); }
+
+Test(engine, write_back_without_io_uring)
+{
+	setenv("UMAPFS_NO_IO_URING", "1", 1);
+	direct_middle_case();
+	cr_assert_gt(tlog_count("synchronous I/O"), 0);
 }
