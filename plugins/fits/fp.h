@@ -129,9 +129,10 @@ char *fp_index_text(const struct fp_stack *s, size_t *len);
 
 /*
  * Read stored (verbatim, big-endian) data bytes [off, off+len) of the
- * stacked planes: decoded through the band cache for compressed stacks.
- * Uncompressed stacks read through `raw` (an extent view of the data).
- * Returns 0 or -errno.
+ * stacked planes: decoded through the band cache for compressed stacks;
+ * uncompressed stacks read through `raw`, an extent view of the data (must
+ * not be called from a fill of the same engine: see views.c).  Returns 0
+ * or -errno.
  */
 int fp_read_stored(struct fp_stack *s, struct umapfs_view *raw, uint64_t off, void *buf,
 		   size_t len);

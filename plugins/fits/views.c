@@ -8,9 +8,10 @@
  * Uncompressed stacks: the verbatim views are engine extent views (MEMORY
  * header, FILE extents of the source pixels, ZERO padding), so the engine
  * serves them by direct I/O with no plugin code at page time.  The native
- * view is an ops view that reads the verbatim bytes through a private extent
- * view of the data and converts them.  Compressed stacks: every view is an
- * ops view over the tile decoder (fp_read_stored).
+ * view is an ops view that reads the verbatim bytes itself (O_DIRECT into a
+ * bounce buffer, see frame_io for why not through another engine view) and
+ * converts them.  Compressed stacks: every view is an ops view over the
+ * tile decoder (fp_read_stored).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -580,16 +581,69 @@ static const struct umapfs_view_ops vv_ops = {
 /* The native view. */
 struct nv {
 	struct fp_stack *s;
-	struct umapfs_view *raw; /* uncompressed: extent view of the data (owned) */
-	int *fds;                /* uncompressed without raw (a buffer of one page): the frames */
-	unsigned out;            /* 4 or 8 */
+	int *dfd;     /* uncompressed: per frame, O_DIRECT where the file system allows, else -1 */
+	int *bfd;     /* uncompressed: per frame, buffered (fallback reads, write-back) */
+	unsigned out; /* 4 or 8 */
 };
 
 /*
- * Positional I/O on the frames, for engines whose buffer cannot hold a page
- * of this view and a page of the raw view at once (a fill reading through
- * the raw view would wait for budget forever).  Returns 0 or -errno.
+ * Read or write n bytes of frame k at file offset fo.  Reads go O_DIRECT
+ * through an aligned bounce buffer (the frame data start at multiples of
+ * 2880, not of the block size); if the direct read fails they are retried
+ * buffered.  Writes are buffered (made durable by nv_sync).
+ *
+ * Why not read through an engine extent view of the data: a fill holds its
+ * page's budget while it runs, so fills that waited for budget to read
+ * another view could hold the whole buffer between them and wait forever.
  */
+static int frame_io(struct nv *v, size_t k, int wr, uint64_t fo, char *p, size_t n)
+{
+	struct fp_stack *s = v->s;
+	if (!wr && v->dfd[k] >= 0) {
+		uint64_t a0 = fo & ~UINT64_C(4095), a1 = (fo + n + 4095) & ~UINT64_C(4095);
+		size_t al = (size_t)(a1 - a0), got = 0;
+		void *b = NULL;
+		if (posix_memalign(&b, 4096, al))
+			return -ENOMEM;
+		int bad = 0;
+		while (got < al) {
+			ssize_t r = pread(v->dfd[k], (char *)b + got, al - got, (off_t)(a0 + got));
+			if (r < 0)
+				bad = 1;
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+		if (!bad && got >= (size_t)(fo - a0) + n) {
+			memcpy(p, (char *)b + (fo - a0), n);
+			free(b);
+			return 0;
+		}
+		free(b); /* fall through to a buffered read, which reports the error */
+	}
+	while (n) {
+		ssize_t r = wr ? pwrite(v->bfd[k], p, n, (off_t)fo) : pread(v->bfd[k], p, n, (off_t)fo);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int err = -errno;
+			fp_logf(s->log, s->log_arg, UMAPFS_LOG_ERR, "fits: %s: %s at %llu: %s", s->frames[k].path,
+				wr ? "write" : "read", (unsigned long long)fo, strerror(errno));
+			return err;
+		}
+		if (r == 0) {
+			fp_logf(s->log, s->log_arg, UMAPFS_LOG_ERR, "fits: %s: short %s at %llu (file shrank?)",
+				s->frames[k].path, wr ? "write" : "read", (unsigned long long)fo);
+			return -EIO;
+		}
+		p += r;
+		fo += (uint64_t)r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Stored data bytes [off, off+len) of an uncompressed stack, frame by frame. */
 static int frames_io(struct nv *v, int wr, uint64_t off, void *buf, size_t len)
 {
 	struct fp_stack *s = v->s;
@@ -598,23 +652,12 @@ static int frames_io(struct nv *v, int wr, uint64_t off, void *buf, size_t len)
 		size_t k = (size_t)(off / s->plane_bytes);
 		uint64_t in = off % s->plane_bytes;
 		size_t n = (size_t)(s->plane_bytes - in) < len ? (size_t)(s->plane_bytes - in) : len;
-		ssize_t r = wr ? pwrite(v->fds[k], p, n, (off_t)(s->frames[k].data_off + in))
-			       : pread(v->fds[k], p, n, (off_t)(s->frames[k].data_off + in));
-		if (r < 0) {
-			int err = -errno;
-			fp_logf(s->log, s->log_arg, UMAPFS_LOG_ERR, "fits: %s: %s at %llu: %s", s->frames[k].path,
-				wr ? "write" : "read", (unsigned long long)(s->frames[k].data_off + in), strerror(errno));
-			return err;
-		}
-		if (r == 0) {
-			fp_logf(s->log, s->log_arg, UMAPFS_LOG_ERR, "fits: %s: short %s at %llu (file shrank?)",
-				s->frames[k].path, wr ? "write" : "read",
-				(unsigned long long)(s->frames[k].data_off + in));
-			return -EIO;
-		}
-		p += r;
-		off += (uint64_t)r;
-		len -= (size_t)r;
+		int r = frame_io(v, k, wr, s->frames[k].data_off + in, p, n);
+		if (r < 0)
+			return r;
+		p += n;
+		off += n;
+		len -= n;
 	}
 	return 0;
 }
@@ -718,8 +761,8 @@ static int nv_fill(void *arg, uint64_t off, void *buf, size_t len)
 	} else { /* in place: the stored bytes at the tail of the page */
 		in = (unsigned char *)buf + (len - inbytes);
 	}
-	int r = !v->raw && !s->compressed ? frames_io(v, 0, first * s->elem, in, inbytes)
-					  : fp_read_stored(s, v->raw, first * s->elem, in, inbytes);
+	int r = s->compressed ? fp_read_stored(s, NULL, first * s->elem, in, inbytes)
+			      : frames_io(v, 0, first * s->elem, in, inbytes);
 	if (r == 0)
 		convert(s, in, buf, n);
 	free(tmp);
@@ -735,26 +778,17 @@ static int nv_writeback(void *arg, uint64_t off, const void *buf, size_t len)
 		return -ENOMEM;
 	memcpy(tmp, buf, len);
 	swap_be(tmp, len / v->out, v->out);
-	if (!v->raw) {
-		int r = frames_io(v, 1, off, tmp, len);
-		free(tmp);
-		return r;
-	}
-	ssize_t w = umapfs_view_write(v->raw, tmp, len, off);
+	int r = frames_io(v, 1, off, tmp, len);
 	free(tmp);
-	if (w < 0)
-		return (int)w;
-	return (size_t)w == len ? 0 : -EIO;
+	return r;
 }
 
 static int nv_sync(void *arg)
 {
 	struct nv *v = arg;
-	if (v->raw)
-		return umapfs_view_flush(v->raw);
 	int ret = 0;
-	for (size_t i = 0; v->fds && i < v->s->n; i++)
-		if (fdatasync(v->fds[i]) < 0 && !ret)
+	for (size_t i = 0; v->bfd && i < v->s->n; i++)
+		if (v->bfd[i] >= 0 && fdatasync(v->bfd[i]) < 0 && !ret)
 			ret = -errno;
 	return ret;
 }
@@ -762,12 +796,14 @@ static int nv_sync(void *arg)
 static void nv_release(void *arg)
 {
 	struct nv *v = arg;
-	if (v->raw)
-		umapfs_view_destroy(v->raw);
-	for (size_t i = 0; v->fds && i < v->s->n; i++)
-		if (v->fds[i] >= 0)
-			close(v->fds[i]);
-	free(v->fds);
+	for (size_t i = 0; v->dfd && i < v->s->n; i++) {
+		if (v->dfd[i] >= 0)
+			close(v->dfd[i]);
+		if (v->bfd[i] >= 0)
+			close(v->bfd[i]);
+	}
+	free(v->dfd);
+	free(v->bfd);
 	fp_stack_put(v->s);
 	free(v);
 }
@@ -905,37 +941,30 @@ int fp_views_create(struct fp_stack *s, struct umapfs_engine *e, int writable, s
 	v->s = s;
 	v->out = fp_native_size(s);
 	int nw = writable && floats && !s->compressed;
-	struct umapfs_stats es;
-	umapfs_engine_stats(e, &es);
-	if (!s->compressed && es.buffer_size < 2 * es.page_size) {
-		fp_logf(s->log, s->log_arg, UMAPFS_LOG_NOTICE,
-			"fits: the buffer holds one page: %s reads the frames with pread, not through the engine",
-			fp_native_name(s));
-		v->fds = malloc(s->n * sizeof(*v->fds));
-		if (!v->fds) {
+	if (!s->compressed) {
+		v->dfd = malloc(s->n * sizeof(*v->dfd));
+		v->bfd = malloc(s->n * sizeof(*v->bfd));
+		if (!v->dfd || !v->bfd) {
+			free(v->dfd);
+			free(v->bfd);
+			v->dfd = v->bfd = NULL;
 			nv_release(v);
 			r = -ENOMEM;
 			goto fail;
 		}
 		for (size_t i = 0; i < s->n; i++)
-			v->fds[i] = -1;
+			v->dfd[i] = v->bfd[i] = -1;
 		for (size_t i = 0; i < s->n; i++) {
-			v->fds[i] = open(s->frames[i].path, (nw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-			if (v->fds[i] < 0) {
+			const char *path = s->frames[i].path;
+			v->dfd[i] = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC); /* -1 (EINVAL): buffered only */
+			v->bfd[i] = open(path, (nw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+			if (v->bfd[i] < 0) {
 				r = -errno;
-				fp_logf(s->log, s->log_arg, UMAPFS_LOG_ERR, "fits: cannot open %s: %s",
-					s->frames[i].path, strerror(errno));
+				fp_logf(s->log, s->log_arg, UMAPFS_LOG_ERR, "fits: %s: cannot open %s: %s",
+					fp_native_name(s), path, strerror(errno));
 				nv_release(v);
 				goto fail;
 			}
-		}
-	} else if (!s->compressed) {
-		char nm[64];
-		snprintf(nm, sizeof(nm), "%s (source data)", fp_native_name(s));
-		r = extent_view(s, e, nm, NULL, 0, 0, nw ? UMAPFS_VIEW_WRITABLE : 0, &v->raw);
-		if (r < 0) {
-			nv_release(v);
-			goto fail;
 		}
 	}
 	r = ops_view(e, fp_native_name(s), s->data_bytes / s->elem * v->out, nw ? UMAPFS_VIEW_WRITABLE : 0,

@@ -342,3 +342,54 @@ Test(compressed, concurrent_readers, .timeout = 120)
 	rm_rf(dir);
 	free(dir);
 }
+
+/*
+ * More threads filling native pages than the buffer has pages: a fill must
+ * not wait for budget held by the other fills (no nested engine reads).
+ */
+Test(kinds, native_many_threads_small_buffer, .timeout = 60)
+{
+	char *dir = scratch_dir("thr");
+	for (int i = 0; i < 4; i++) {
+		char p[512];
+		snprintf(p, sizeof(p), "%s/t%d.fits", dir, i);
+		struct fspec f = fspec_default(16, NX, NY);
+		f.bzero_set = 1, f.bzero = 32768;
+		f.seed = (unsigned)i + 60;
+		f.mjd = 60000 + i;
+		make_frame(p, &f);
+	}
+	struct logcap lc = {0};
+	struct fp_stack *s;
+	cr_assert_eq(scan_dir(dir, "", &lc, &s), 0, "%s", lc.text);
+	struct umapfs_engine *e0 = test_engine(16384, 8 << 20, NULL);
+	struct fp_views v0;
+	cr_assert_eq(fp_views_create(s, e0, 0, &v0), 0);
+	unsigned char *wn = view_slurp(v0.native), *wf = view_slurp(v0.fits);
+	umapfs_view_destroy(v0.fits);
+	umapfs_view_destroy(v0.npy);
+	umapfs_view_destroy(v0.native);
+	cr_assert_eq(umapfs_engine_destroy(e0), 0);
+	struct umapfs_engine *e = test_engine(16384, 3 * 16384, NULL);
+	struct fp_views v;
+	cr_assert_eq(fp_views_create(s, e, 0, &v), 0);
+	pthread_t t[8];
+	struct rd r[8];
+	for (int i = 0; i < 8; i++) {
+		r[i] = (struct rd){.v = i < 6 ? v.native : v.fits, .whole = i < 6 ? wn : wf, .seed = (unsigned)i + 9};
+		pthread_create(&t[i], NULL, reader, &r[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(r[i].bad, 0, "thread %d read wrong bytes", i);
+	}
+	free(wn);
+	free(wf);
+	umapfs_view_destroy(v.fits);
+	umapfs_view_destroy(v.npy);
+	umapfs_view_destroy(v.native);
+	fp_stack_put(s);
+	cr_assert_eq(umapfs_engine_destroy(e), 0);
+	rm_rf(dir);
+	free(dir);
+}
