@@ -250,6 +250,8 @@ void page_mark_dirty(struct umapfs_engine *e, struct page *p);
 void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *errs);
 /* Write a page back to its backing store.  Returns 0 or -errno. */
 int io_writeback_page(struct umapfs_view *v, struct page *p);
+/* Write several pages back, one submission; errs[i] gets 0 or -errno. */
+void io_writeback_pages(struct umapfs_view *v, struct page **pages, size_t n, int *errs);
 /* Sync every backing file (or ops->sync).  Returns 0 or the first error. */
 int io_sync_view(struct umapfs_view *v);
 

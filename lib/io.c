@@ -322,19 +322,12 @@ static int buffered_write(struct umapfs_engine *e, int fd, const char *src, size
 	return 0;
 }
 
-int io_writeback_page(struct umapfs_view *v, struct page *pg)
+/* Plan the write-back of one extent page: buffered parts now, O_DIRECT pieces into pl. */
+static int plan_writeback(struct umapfs_view *v, struct page *pg, size_t bi, struct plist *pl)
 {
 	struct umapfs_engine *e = v->e;
-	struct plist pl = { 0 };
 	int ret = 0;
-	int *res = NULL;
 
-	if (v->has_ops) {
-		int r = v->ops.writeback(v->ops_arg, pg->offset, pg->data, pg->len);
-		if (r >= 0)
-			atomic_fetch_add(&e->bytes_written, pg->len);
-		return r > 0 ? 0 : r;
-	}
 	uint64_t pos = pg->offset, end = pg->offset + pg->len;
 	for (size_t xi = find_ext(v, pos); pos < end && xi < v->n_ext && !ret; xi++) {
 		struct vext *x = &v->ext[xi];
@@ -391,11 +384,12 @@ int io_writeback_page(struct umapfs_view *v, struct page *pg)
 			}
 			for (size_t done = 0; done < mid;) {
 				size_t c = mid - done > MAX_REQ ? (size_t)MAX_REQ : mid - done;
-				struct piece *p = plist_add(&pl);
+				struct piece *p = plist_add(pl);
 				if (!p) {
 					ret = -ENOMEM;
 					break;
 				}
+				p->page = bi;
 				p->write = true;
 				p->fd = f->fd;
 				p->dst = src + head + done;
@@ -408,32 +402,62 @@ int io_writeback_page(struct umapfs_view *v, struct page *pg)
 		}
 		pos += l;
 	}
-	if (!ret && pl.n) {
-		res = malloc(pl.n * sizeof(*res));
-		if (!res) {
-			ret = -ENOMEM;
-			goto out;
+	return ret;
+}
+
+/*
+ * Write pages[0..n) of v back: the O_DIRECT pieces of all of them in one
+ * submission.  errs[i] gets 0 or -errno (-EIO for a short write).
+ */
+void io_writeback_pages(struct umapfs_view *v, struct page **pages, size_t n, int *errs)
+{
+	struct umapfs_engine *e = v->e;
+	struct plist pl = { 0 };
+	int *res = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		errs[i] = 0;
+		if (v->has_ops) {
+			struct page *pg = pages[i];
+			int r = v->ops.writeback(v->ops_arg, pg->offset, pg->data, pg->len);
+			if (r >= 0)
+				atomic_fetch_add(&e->bytes_written, pg->len);
+			errs[i] = r > 0 ? 0 : r;
+		} else {
+			errs[i] = plan_writeback(v, pages[i], i, &pl);
 		}
-		int err = 0;
-		struct ring_slot *rs = ring_get(e, &err);
-		if (!rs) {
-			ret = err;
-			goto out;
-		}
+	}
+	if (!pl.n)
+		goto out;
+	res = malloc(pl.n * sizeof(*res));
+	int err = -ENOMEM;
+	struct ring_slot *rs = res ? ring_get(e, &err) : NULL;
+	if (!rs) {
 		for (size_t i = 0; i < pl.n; i++)
-			res[i] = INT_MIN;
-		slot_done(e, rs, ring_run(e, rs, pl.v, pl.n, res));
-		for (size_t i = 0; i < pl.n; i++) {
-			if (res[i] >= 0)
-				atomic_fetch_add(&e->bytes_written, (uint64_t)res[i]);
-			if (!ret && (res[i] < 0 || (size_t)res[i] < pl.v[i].need))
-				ret = res[i] < 0 ? res[i] : -EIO;
-		}
+			if (!errs[pl.v[i].page])
+				errs[pl.v[i].page] = err;
+		goto out;
+	}
+	for (size_t i = 0; i < pl.n; i++)
+		res[i] = INT_MIN;
+	slot_done(e, rs, ring_run(e, rs, pl.v, pl.n, res));
+	for (size_t i = 0; i < pl.n; i++) {
+		int *pe = &errs[pl.v[i].page];
+		if (res[i] >= 0)
+			atomic_fetch_add(&e->bytes_written, (uint64_t)res[i]);
+		if (!*pe && (res[i] < 0 || (size_t)res[i] < pl.v[i].need))
+			*pe = res[i] < 0 ? res[i] : -EIO;
 	}
 out:
 	free(pl.v);
 	free(res);
-	return ret;
+}
+
+int io_writeback_page(struct umapfs_view *v, struct page *pg)
+{
+	int err;
+	io_writeback_pages(v, &pg, 1, &err);
+	return err;
 }
 
 int io_sync_view(struct umapfs_view *v)

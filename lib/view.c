@@ -1023,10 +1023,20 @@ UMAPFS_EXPORT int umapfs_view_flush(struct umapfs_view *v)
 			}
 		pthread_mutex_unlock(&s->lock);
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct page *p = list[i];
-		if (page_take_dirty(e, p)) {
-			int r = io_writeback_page(v, p);
+	/* Write back in batches: the O_DIRECT pieces of a batch go in one submission. */
+	for (size_t i = 0; i < n;) {
+		struct page *batch[64];
+		int errs[64];
+		size_t nb = 0;
+		for (; i < n && nb < 64; i++)
+			if (page_take_dirty(e, list[i]))
+				batch[nb++] = list[i];
+		if (!nb)
+			continue;
+		io_writeback_pages(v, batch, nb, errs);
+		for (size_t k = 0; k < nb; k++) {
+			struct page *p = batch[k];
+			int r = errs[k];
 			if (r < 0) {
 				page_mark_dirty(e, p);
 				atomic_fetch_add(&e->writeback_errors, 1);
