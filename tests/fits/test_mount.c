@@ -138,8 +138,10 @@ static void mount_and_compare(struct tmount *m, const char *opts, const char *li
 static void cleanup(struct tmount *m)
 {
 	int st = tm_stop(m);
+	static char err[16384];
+	snprintf(err, sizeof(err), "%s", tm_stderr(m));
 	tm_cleanup(m);
-	cr_assert_eq(st, 0, "daemon exit status %d", st);
+	cr_assert_eq(st, 0, "daemon exit status %d; its stderr:\n%s", st, err);
 }
 
 Test(mount, f32_read_and_mmap, .timeout = 120)
