@@ -241,8 +241,17 @@ static void read_time(fitsfile *f, struct finfo *fi)
 	if (!fi->date[0])
 		if (!read_str(f, "DATE-OBS", fi->date, sizeof(fi->date)))
 			read_str(f, "DATE-AVG", fi->date, sizeof(fi->date));
-	if (!fi->has_time && fi->date[0] && fp_iso_to_mjd(fi->date, &fi->mjd) == 0)
-		fi->has_time = 1;
+	if (!fi->has_time && fi->date[0]) {
+		char t[72], full[160];
+		/* a date-only DATE-OBS with the time of day in TIME-OBS (older files) */
+		if (strlen(fi->date) == 10 && read_str(f, "TIME-OBS", t, sizeof(t))) {
+			snprintf(full, sizeof(full), "%sT%s", fi->date, t);
+			if (fp_iso_to_mjd(full, &fi->mjd) == 0)
+				fi->has_time = 1;
+		}
+		if (!fi->has_time && fp_iso_to_mjd(fi->date, &fi->mjd) == 0)
+			fi->has_time = 1;
+	}
 	if (isnan(fi->exptime))
 		if (!read_dbl(f, "EXPTIME", &fi->exptime))
 			fi->exptime = NAN;
@@ -716,6 +725,13 @@ int fp_stack_scan(const char *dir, const struct fp_options *o, fp_log_fn log, vo
 	for (struct dirent *de; (de = readdir(d));) {
 		if (de->d_name[0] == '.' || !match_any(o, de->d_name))
 			continue;
+		if (de->d_type == DT_DIR)
+			continue; /* a directory named like a frame is not one */
+		if (de->d_type == DT_UNKNOWN) {
+			struct stat sb;
+			if (fstatat(dirfd(d), de->d_name, &sb, 0) == 0 && S_ISDIR(sb.st_mode))
+				continue;
+		}
 		if (nc == cap) {
 			struct cand *n = realloc(c, (cap = cap ? 2 * cap : 64) * sizeof(*n));
 			if (!n) {

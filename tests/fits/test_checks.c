@@ -512,6 +512,25 @@ Test(order, date_obs_and_name)
 	cr_assert_eq(scan_dir(dir, "order=name", &lc, &s), 0);
 	cr_assert_str_eq(s->frames[0].name, "n0.fits");
 	fp_stack_put(s);
+	/* DATE-OBS date only plus TIME-OBS; a directory named like a frame is ignored */
+	{
+		fitsfile *f;
+		int st = 0;
+		struct fspec sp = F(-32);
+		sp.date_obs = "2024-02-29";
+		frame("n4.fits", sp);
+		fits_open_diskfile(&f, P("n4.fits"), READWRITE, &st);
+		fits_write_key_str(f, "TIME-OBS", "23:00:00", "", &st);
+		fits_close_file(f, &st);
+		cr_assert_eq(st, 0);
+		cr_assert_eq(mkdir(P("sub.fits"), 0755), 0);
+		cr_assert_eq(scan_dir(dir, "", &lc, &s), 0, "%s", lc.text);
+		cr_assert_eq(s->n, 4);
+		cr_assert_str_eq(s->frames[0].name, "n4.fits");
+		cr_assert(fabs(s->frames[0].mjd - (60369 + 23.0 / 24)) < 1e-9, "%.9f", s->frames[0].mjd);
+		fp_stack_put(s);
+		unlink(P("n4.fits"));
+	}
 	/* one frame without a time: name order, with a warning naming it */
 	frame("n3.fits", F(-32));
 	lc.n = 0;
