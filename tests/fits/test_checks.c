@@ -539,3 +539,46 @@ Test(order, date_obs_and_name)
 	cr_assert(strstr(lc.text, "n3.fits has no MJD-OBS, DATE-OBS or DATE-AVG"), "%s", lc.text);
 	fp_stack_put(s);
 }
+
+TestSuite(header, .init = setup, .fini = teardown);
+
+/* More planes than one 184320-byte header holds keys for: it grows by whole units. */
+Test(header, many_planes_grow_the_header, .timeout = 120)
+{
+	for (int i = 0; i < 1200; i++) {
+		char n[64];
+		snprintf(n, sizeof(n), "p%04d_it's.fits", i); /* a quote to escape in PFILnnnn */
+		struct fspec s = fspec_default(16, 10, 10);
+		s.mjd = 60000 + i * 0.001;
+		s.seed = (unsigned)i;
+		frame(n, s);
+	}
+	struct logcap lc = {0};
+	struct fp_stack *s = NULL;
+	cr_assert_eq(scan_dir(dir, "", &lc, &s), 0, "%s", lc.text);
+	size_t hl;
+	char *h = fp_fits_header(s, &hl);
+	cr_assert_eq(hl, 2 * FP_HDR_UNIT);
+	cr_assert(memcmp(h + hl - 80, "END     ", 8) == 0);
+	free(h);
+	const char *out = cube_file(s);
+	fp_stack_put(s);
+	char v[FLEN_VALUE];
+	cr_assert(has_key(out, "PFIL1200", v) && strstr(v, "p1199_it''s.fits"), "%s", v);
+	cr_assert(has_key(out, "NAXIS3", v) && atoi(v) == 1200);
+	if (access("/usr/bin/fitsverify", X_OK) == 0)
+		cr_assert_eq(sh("fitsverify -q '%s' >/dev/null 2>&1", out), 0);
+	/* cfitsio finds the data after the two-unit header: plane 1200 equals its frame */
+	fitsfile *f;
+	int st = 0, any;
+	short a[100];
+	LONGLONG fp[3] = {1, 1, 1200};
+	fits_open_diskfile(&f, out, READONLY, &st);
+	fits_read_pixll(f, TSHORT, fp, 100, NULL, a, &any, &st);
+	fits_close_file(f, &st);
+	cr_assert_eq(st, 0);
+	float *ref = ref_physical(P("p1199_it's.fits"), 1, 16, 10, 10);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq((float)a[i], ref[i]);
+	free(ref);
+}
