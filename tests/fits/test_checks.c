@@ -582,3 +582,40 @@ Test(header, many_planes_grow_the_header, .timeout = 120)
 		cr_assert_eq((float)a[i], ref[i]);
 	free(ref);
 }
+
+/* A tile-compressed frame with a damaged heap: reads fail with -EIO (logged), never crash. */
+Test(hostile, damaged_compressed_tiles)
+{
+	struct fspec s = fspec_default(16, 200, 100);
+	s.comp = RICE_1;
+	frame("a.fz", s);
+	struct stat sb;
+	cr_assert_eq(stat(P("a.fz"), &sb), 0);
+	FILE *fp = fopen(P("a.fz"), "r+b");
+	srand(3);
+	for (long off = 2 * 2880 + 400; off < sb.st_size - 2880; off += 97) { /* inside the heap */
+		fseek(fp, off, SEEK_SET);
+		fputc(rand() & 0xff, fp);
+	}
+	fclose(fp);
+	struct logcap lc = {0};
+	struct fp_stack *st = NULL;
+	int r = scan_dir(dir, "", &lc, &st);
+	cr_assert_eq(r, 0, "%s", lc.text);
+	struct umapfs_engine *e = test_engine(16384, 1 << 20, &lc);
+	struct fp_views v;
+	cr_assert_eq(fp_views_create(st, e, 0, &v), 0, "%s", lc.text);
+	uint64_t size = umapfs_view_size(v.native);
+	char *buf = malloc(size);
+	ssize_t got = umapfs_view_read(v.native, buf, size, 0);
+	cr_log_info("damaged tiles: read returned %zd of %llu", got, (unsigned long long)size);
+	cr_assert(got == (ssize_t)size || got == -EIO, "read returned %zd", got);
+	if (got < 0)
+		cr_assert(strstr(lc.text, "a.fz: decoding rows"), "%s", lc.text);
+	free(buf);
+	umapfs_view_destroy(v.fits);
+	umapfs_view_destroy(v.npy);
+	umapfs_view_destroy(v.native);
+	fp_stack_put(st);
+	cr_assert_eq(umapfs_engine_destroy(e), 0);
+}
