@@ -83,12 +83,14 @@ static uint64_t page_len(const struct node *n, uint64_t page)
 
 static void enqueue_locked(struct daemon *d, struct kc_event *ev)
 {
+	struct kc_event **head = ev->store ? &d->q_head : &d->inv_head;
+	struct kc_event **tail = ev->store ? &d->q_tail : &d->inv_tail;
 	ev->next = NULL;
-	if (d->q_tail)
-		d->q_tail->next = ev;
+	if (*tail)
+		(*tail)->next = ev;
 	else
-		d->q_head = ev;
-	d->q_tail = ev;
+		*head = ev;
+	*tail = ev;
 	pthread_cond_signal(&d->kc_cond);
 }
 
@@ -102,6 +104,14 @@ static void pop_oldest_locked(struct daemon *d)
 	uint64_t len = page_len(n, e.page);
 	kb_set(&n->kc, e.page, 0);
 	d->kc_bytes -= len;
+	/*
+	 * Invalidations overtake pushes (the budget must not wait behind a
+	 * backlog of copies), so a push of this page still queued must not run
+	 * after its invalidation: cancel it.
+	 */
+	for (struct kc_event *q = d->q_head; q; q = q->next)
+		if (q->node == n && q->off == e.page * n->page_size)
+			q->cancelled = 1;
 	struct kc_event *ev = calloc(1, sizeof(*ev));
 	if (!ev) {
 		dlog(UMAPFS_LOG_ERR, "out of memory queueing a kernel-cache invalidation");
@@ -237,21 +247,31 @@ static void *kc_main(void *arg)
 	struct daemon *d = arg;
 	pthread_mutex_lock(&d->kc_lock);
 	for (;;) {
-		while (!d->q_head && !d->kc_stop)
+		while (!d->q_head && !d->inv_head && !d->kc_stop)
 			pthread_cond_wait(&d->kc_cond, &d->kc_lock);
 		if (d->kc_stop)
 			break;
-		struct kc_event *ev = d->q_head;
-		d->q_head = ev->next;
-		if (!d->q_head)
-			d->q_tail = NULL;
+		struct kc_event *ev;
+		if (d->inv_head) {
+			ev = d->inv_head;
+			d->inv_head = ev->next;
+			if (!d->inv_head)
+				d->inv_tail = NULL;
+		} else {
+			ev = d->q_head;
+			d->q_head = ev->next;
+			if (!d->q_head)
+				d->q_tail = NULL;
+		}
 		struct node *n = ev->node;
-		if (ev->store)
+		if (ev->store && !ev->cancelled)
 			note_locked(d, n, ev->off / n->page_size);
 		pthread_mutex_unlock(&d->kc_lock);
 
 		int ret;
-		if (ev->store) {
+		if (ev->store && ev->cancelled) {
+			ret = 0;
+		} else if (ev->store) {
 			ret = 0;
 			for (uint64_t o = 0; o < ev->len && ret == 0; o += STORE_CHUNK) {
 				size_t l = ev->len - o < STORE_CHUNK ? ev->len - o : STORE_CHUNK;
@@ -359,6 +379,12 @@ void kc_stop(struct daemon *d)
 		free(ev);
 	}
 	d->q_tail = NULL;
+	while (d->inv_head) {
+		struct kc_event *ev = d->inv_head;
+		d->inv_head = ev->next;
+		free(ev);
+	}
+	d->inv_tail = NULL;
 }
 
 void kc_fini(struct daemon *d)

@@ -910,7 +910,6 @@ int main(int argc, char **argv)
 
 	int status = 1;
 	struct fuse_session *se = NULL;
-	int mounted = 0;
 	pthread_t sig_thread;
 	int sig_running = 0;
 	struct fuse_args fargs = FUSE_ARGS_INIT(0, NULL);
@@ -1027,7 +1026,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "umapfs: cannot mount on %s\n", o->mountpoint_abs);
 		goto out;
 	}
-	mounted = 1;
 	find_bdi(d);
 	start_watchdog(d);
 	if (kc_start(d) < 0 || pthread_create(&sig_thread, NULL, signal_main, d) != 0) {
@@ -1056,11 +1054,10 @@ int main(int argc, char **argv)
 		dlog(UMAPFS_LOG_ERR, "session loop ended with %d", ret);
 	/*
 	 * The loop ends when the kernel connection is gone: the mount was
-	 * unmounted (by us after a signal, or by fusermount3 -u).  Nothing is
-	 * left to unmount unless the loop failed.
+	 * unmounted (by us after a signal, or by fusermount3 -u).  Then
+	 * fuse_session_unmount() sees POLLERR on /dev/fuse and unmounts
+	 * nothing, so a new mount on the same path is safe.
 	 */
-	if (ret == 0)
-		mounted = 0;
 	goto out;
 
 oom:
@@ -1075,8 +1072,7 @@ out:
 	kc_stop(d);
 	stop_watchdog();
 	if (se) {
-		if (mounted)
-			fuse_session_unmount(se);
+		fuse_session_unmount(se); /* no-op unless mounted and still connected */
 		fuse_session_destroy(se);
 	}
 	fuse_opt_free_args(&fargs);

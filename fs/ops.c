@@ -312,7 +312,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			return;
 		}
 	}
-	fi->fh = 0;
+	/* libfuse passes no open flags with FLUSH: remember a writer here */
+	fi->fh = acc != O_RDONLY;
 	fi->keep_cache = 1;
 	fi->noflush = acc == O_RDONLY;
 	fuse_reply_open(req, fi);
@@ -552,7 +553,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct daemon *d = req_daemon(req);
 	struct node *n = node_by_ino(d, ino);
 	int err = 0;
-	if (n && n->kind == NODE_VIEW && n->writable && (fi->flags & O_ACCMODE) != O_RDONLY)
+	if (n && n->kind == NODE_VIEW && n->writable && fi->fh)
 		err = flush_node(d, n);
 	fuse_reply_err(req, err);
 }

@@ -81,6 +81,7 @@ struct options {
 struct kc_event {
 	struct kc_event *next;
 	int store; /* 1: notify_store of data, 0: notify_inval_inode */
+	int cancelled; /* store: its page was invalidated before the push */
 	struct node *node;
 	uint64_t off, len;
 	size_t arena_off; /* store: where the copy lives in the arena */
@@ -119,7 +120,8 @@ struct daemon {
 	/* kernel-cache manager */
 	pthread_mutex_t kc_lock;
 	pthread_cond_t kc_cond;
-	struct kc_event *q_head, *q_tail;
+	struct kc_event *q_head, *q_tail;     /* pushes, in fill order */
+	struct kc_event *inv_head, *inv_tail; /* invalidations: served first */
 	int kc_stop, kc_running;
 	pthread_t kc_thread;
 	unsigned char *arena;   /* copies of filled pages awaiting notify_store */
