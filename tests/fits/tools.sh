@@ -46,7 +46,27 @@ dt = np.float64 if nat == 'cube.f64' else np.float32
 n = np.memmap(m + '/' + nat, dtype=dt, mode='r', shape=stack.shape)
 assert np.array_equal(n, stack.astype(dt), equal_nan=True), nat + ' differs'
 print('astropy memmap=%s, numpy mmap, %s: %d planes of %s equal' % (mode != 'scaled', nat, len(names), stack.shape[1:]))
+hdr = fits.getheader(m + '/cube.fits')
+if 'WCSAXES' in hdr:  # the cube's celestial axes are the frames' own
+    import warnings
+    from astropy.wcs import WCS
+    warnings.simplefilter('ignore')
+    w3 = WCS(hdr)
+    w2 = WCS(fits.getheader(f + '/' + names[0]))
+    for x, y in ((0, 0), (17.5, 33), (stack.shape[2] - 1, stack.shape[1] - 1)):
+        a = w3.all_pix2world([[x, y, 0]], 0)[0]
+        b = w2.all_pix2world([[x, y]], 0)[0]
+        assert abs(a[0] - b[0]) < 1e-9 and abs(a[1] - b[1]) < 1e-9, (a, b)
+    print('astropy.wcs: cube.fits has the frames\' celestial WCS (%d axes, CTYPE3 %s)' % (w3.naxis, hdr['CTYPE3']))
+import fitsio
+k, y0, y1, x0, x1 = len(names) - 1, 3, stack.shape[1] - 5, 7, stack.shape[2] - 2
+sub = fitsio.FITS(m + '/cube.fits')[0][k:k + 1, y0:y1, x0:x1]
+assert np.array_equal(sub.reshape(y1 - y0, x1 - x0), stack[k, y0:y1, x0:x1], equal_nan=True), 'fitsio subset differs'
+print('fitsio: cube.fits[%d, %d:%d, %d:%d] equal' % (k, y0, y1, x0, x1))
 PYEOF
+
+echo "== fitscheck"
+fitscheck --ignore-missing "$M/cube.fits"
 
 echo "== imcopy"
 N=$(grep -vc '^#' "$M/index.txt")
