@@ -459,6 +459,13 @@ static int scan_frame(const char *path, const struct fp_options *o, struct finfo
 		fi->ztile[1] = s2 || zt2 <= 0 ? 1 : zt2;
 		if (fi->ztile[1] > fi->ny)
 			fi->ztile[1] = fi->ny;
+		/* a decoded band of tile rows is cached whole: keep it sane */
+		if ((uint64_t)fi->ztile[1] * (bytes / (uint64_t)fi->ny) > (UINT64_C(256) << 20)) {
+			snprintf(why, wl,
+				 "ZTILE2 = %lld rows of NAXIS1 = %lld pixels: a tile row over 256 MiB is not supported",
+				 (long long)fi->ztile[1], (long long)fi->nx);
+			goto out;
+		}
 	} else {
 		if (__builtin_add_overflow((uint64_t)ds, bytes, &end) || end > fsize) {
 			snprintf(why, wl,
