@@ -284,12 +284,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, EACCES);
 			return;
 		}
-		struct textbuf *t = make_stats(d);
-		if (!t) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		fi->fh = (uint64_t)(uintptr_t)t;
+		/*
+		 * No per-open snapshot: a READ may still be running in another
+		 * session thread when RELEASE arrives (an aborted read), so each
+		 * READ formats the counters itself and owns its buffer.
+		 */
+		fi->fh = 0;
 		fi->direct_io = 1;
 		fi->noflush = 1;
 		fuse_reply_open(req, fi);
@@ -321,11 +321,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (ino == INO_STATS && fi->fh) {
-		struct textbuf *t = (struct textbuf *)(uintptr_t)fi->fh;
-		free(t->p);
-		free(t);
-	}
+	(void)ino;
+	(void)fi;
 	fuse_reply_err(req, 0);
 }
 
@@ -412,14 +409,21 @@ static void read_copy(fuse_req_t req, struct daemon *d, struct node *n, uint64_t
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
+	(void)fi;
 	struct daemon *d = req_daemon(req);
 	if (ino == INO_STATS) {
-		struct textbuf *t = (struct textbuf *)(uintptr_t)fi->fh;
-		if (!t || (size_t)off >= t->len)
+		struct textbuf *t = make_stats(d);
+		if (!t)
+			fuse_reply_err(req, ENOMEM);
+		else if ((size_t)off >= t->len)
 			fuse_reply_buf(req, NULL, 0);
 		else
 			fuse_reply_buf(req, t->p + off,
 				       t->len - (size_t)off < size ? t->len - (size_t)off : size);
+		if (t) {
+			free(t->p);
+			free(t);
+		}
 		return;
 	}
 	struct node *n = node_by_ino(d, ino);
