@@ -2,7 +2,8 @@
  * The durability promise of a writable mount, checked from outside:
  *
  *   when msync(MS_SYNC), fsync or fdatasync returns 0 (or a write() on an
- *   O_DSYNC descriptor returns), every earlier byte is in the backing file;
+ *   O_DSYNC descriptor returns, or close() of a writer returns 0), every
+ *   earlier byte is in the backing file;
  *   a backing failure comes back as EIO, not as 0.
  *
  * The backing file is read directly with pread while the view is still
@@ -238,4 +239,31 @@ Test(durability, unmount_with_unwritable_dirty_pages_exits_nonzero)
 	cr_assert_neq(st, -1, "the daemon did not exit");
 	cr_assert(strstr(tm_stderr(&m), "write-back") != NULL, "no write-back error logged:\n%s",
 		  tm_stderr(&m));
+}
+
+Test(durability, close_writes_back_mapped_and_written_bytes)
+{
+	const char *back = tm_path(&m, "data.bin");
+	cr_assert_eq(pattern_file(back, SIZE, SEED), 0);
+	write_text(tm_path(&m, "desc.txt"), "view v\ndata.bin 0 rest\n");
+	cr_assert_eq(tm_start(&m, tm_path(&m, "desc.txt"), "writable,page_size=64K,buffer_size=512K"),
+		     0, "%s", tm_stderr(&m));
+	int fd = open(viewpath, O_RDWR);
+	cr_assert_geq(fd, 0);
+	unsigned char *p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	static const char mapped[] = "written through the mapping", plain[] = "written with pwrite";
+	memcpy(p + 3000000, mapped, sizeof(mapped));
+	cr_assert_eq(pwrite(fd, plain, sizeof(plain), 5000000), (ssize_t)sizeof(plain));
+	/* close with the mapping still in place: FLUSH writes back both */
+	cr_assert_eq(close(fd), 0, "close: %s", strerror(errno));
+	char got[64];
+	cr_assert_eq(file_read(back, 3000000, got, sizeof(mapped)), 0);
+	cr_assert(memcmp(got, mapped, sizeof(mapped)) == 0, "close returned 0 but mapped bytes are not "
+		  "in the backing file");
+	cr_assert_eq(file_read(back, 5000000, got, sizeof(plain)), 0);
+	cr_assert(memcmp(got, plain, sizeof(plain)) == 0, "close returned 0 but written bytes are not "
+		  "in the backing file");
+	munmap(p, SIZE);
+	cr_assert_eq(tm_stop(&m), 0, "%s", tm_stderr(&m));
 }
