@@ -1,0 +1,138 @@
+#!/bin/bash
+# bench/mmap_scan.sh: mmap scans of a raw view through umapfs vs kernel mmap
+# of the plain file with the same bytes, side by side in one run.
+#
+#   bench/mmap_scan.sh [-b BUILD_DIR] [-d DIR] [-s SIZE] [-p "64K 256K 1M 4M"]
+#                      [-n TOUCHES] [-r RUNS] [-c CSV_FILE] [-k]
+#
+#   -b  build directory with fs/umapfs, plugins/raw and bench/mmap_scan (default build)
+#   -d  scratch directory, not tmpfs (default /var/tmp/umapfs-mmap-scan)
+#   -s  file size (default 2G)
+#   -p  page sizes to mount with (default "64K 256K 1M 4M")
+#   -n  random touches per run (default 16384: 64 MiB of 4 KiB touches)
+#   -r  runs per measurement; the median is reported (default 1)
+#   -c  also write every measurement as CSV to this file
+#   -k  keep the data file
+#
+# Workloads: sequential (one word in every 4 KiB page, start to end) and random
+# (TOUCHES words in random 4 KiB pages), each with the backing data cold (page
+# cache dropped: echo 3 > /proc/sys/vm/drop_caches, as root) and warm (the same
+# scan again at once: the kernel cache holds the pages).  The mount gets
+# buffer_size = file size + 256M so a warm run can hit everywhere.  Every
+# mounted scan must give the checksum of the native one.  Prints MB/s and the
+# ratio umapfs / native.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$SRC/build
+DIR=/var/tmp/umapfs-mmap-scan
+SIZE=2G
+PAGES="64K 256K 1M 4M"
+TOUCHES=16384
+RUNS=1
+CSV=
+KEEP=0
+while getopts "b:d:s:p:n:r:c:kh" o; do
+	case $o in
+	b) BUILD=$(cd "$OPTARG" && pwd) ;;
+	d) DIR=$OPTARG ;;
+	s) SIZE=$OPTARG ;;
+	p) PAGES=$OPTARG ;;
+	n) TOUCHES=$OPTARG ;;
+	r) RUNS=$OPTARG ;;
+	c) CSV=$OPTARG ;;
+	k) KEEP=1 ;;
+	*) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	esac
+done
+UMAPFS=$BUILD/fs/umapfs
+SCAN=$BUILD/bench/mmap_scan
+for x in "$UMAPFS" "$SCAN"; do
+	[ -x "$x" ] || { echo "mmap_scan.sh: $x not built" >&2; exit 1; }
+done
+export UMAPFS_PLUGIN_PATH=$BUILD/plugins
+bytes() { numfmt --from=iec "$1"; }
+SIZE_B=$(bytes "$SIZE")
+BUF_B=$((SIZE_B + 268435456))
+
+mkdir -p "$DIR/mnt"
+DATA=$DIR/scan.bin
+MNT=$DIR/mnt
+cleanup() {
+	mountpoint -q "$MNT" && { fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -u -z "$MNT"; }
+	[ "$KEEP" = 1 ] || rm -f "$DATA"
+}
+trap cleanup EXIT INT TERM
+
+if [ ! -f "$DATA" ] || [ "$(stat -c %s "$DATA")" != "$SIZE_B" ]; then
+	echo "generating $SIZE of data in $DATA" >&2
+	head -c "$SIZE_B" /dev/urandom >"$DATA"
+	sync
+fi
+printf 'view scan.raw\n%s 0 rest\n' "$DATA" >"$DIR/scan.txt"
+
+drop() {
+	sync
+	if [ -w /proc/sys/vm/drop_caches ]; then
+		echo 3 >/proc/sys/vm/drop_caches
+	else
+		echo "mmap_scan.sh: not root: cannot drop caches, cold runs are not cold" >&2
+	fi
+}
+mount_view() { # mount_view PAGE_SIZE
+	"$UMAPFS" -o "page_size=$1,buffer_size=$BUF_B" "$DIR/scan.txt" "$MNT"
+}
+umount_view() { fusermount3 -u "$MNT"; }
+kv() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+[ -n "$CSV" ] && echo "system,page_size,mode,state,run,mbps,seconds,checksum" >"$CSV"
+declare -A RES REFS
+# measure SYSTEM PAGE MODE STATE FILE: RUNS scans (cold: dropped before each; warm:
+# one warming scan first), median into RES.
+measure() {
+	local sys=$1 ps=$2 mode=$3 state=$4 file=$5 args=() vals=() out sum r
+	[ "$mode" = rand ] && args=(-r -n "$TOUCHES")
+	for r in $(seq 1 "$RUNS"); do
+		if [ "$state" = cold ]; then
+			if [ "$sys" = umapfs ]; then umount_view; drop; mount_view "$ps"; else drop; fi
+		elif [ "$r" = 1 ]; then
+			"$SCAN" "${args[@]}" "$file" >/dev/null
+		fi
+		out=$("$SCAN" "${args[@]}" "$file")
+		sum=$(kv checksum "$out")
+		if [ -n "${REFS[$mode]:-}" ] && [ "${REFS[$mode]}" != "$sum" ]; then
+			echo "mmap_scan.sh: $sys $ps $mode $state: checksum $sum, native gave ${REFS[$mode]}" >&2
+			exit 1
+		fi
+		REFS[$mode]=$sum
+		vals+=("$(kv mbps "$out")")
+		[ -n "$CSV" ] && echo "$sys,$ps,$mode,$state,$r,$(kv mbps "$out"),$(kv seconds "$out"),$sum" >>"$CSV"
+	done
+	RES[$sys,$ps,$mode,$state]=$(printf '%s\n' "${vals[@]}" | median)
+}
+echo "file $SIZE ($SIZE_B bytes) on $(df --output=source "$DIR" | tail -1); random: $TOUCHES touches of 4 KiB" >&2
+for mode in seq rand; do
+	measure native - "$mode" cold "$DATA"
+	measure native - "$mode" warm "$DATA"
+done
+for ps in $PAGES; do
+	mount_view "$ps"
+	for mode in seq rand; do
+		measure umapfs "$ps" "$mode" cold "$MNT/scan.raw"
+		measure umapfs "$ps" "$mode" warm "$MNT/scan.raw"
+	done
+	umount_view
+done
+
+printf '\n%-5s %-5s %-9s %12s %12s %7s\n' mode state page_size "native MB/s" "umapfs MB/s" ratio
+for mode in seq rand; do
+	for state in cold warm; do
+		n=${RES[native,-,$mode,$state]}
+		for ps in $PAGES; do
+			u=${RES[umapfs,$ps,$mode,$state]}
+			printf '%-5s %-5s %-9s %12.0f %12.0f %7.2f\n' "$mode" "$state" "$ps" "$n" "$u" \
+				"$(awk -v u="$u" -v n="$n" 'BEGIN {print (n > 0) ? u / n : 0}')"
+		done
+	done
+done
