@@ -634,17 +634,31 @@ static void watchdog_on_death(int sig)
 	g_parent_died = 1;
 }
 
-static void watchdog_abort(const char *abort_path)
+/*
+ * The connection's abort file, opened once when the watchdog starts.  Opening
+ * it by name only when the daemon is gone could hit another mount: once our
+ * connection is torn down (fusermount3 -u), its number is free and the next
+ * FUSE mount gets it at once.  A file opened earlier stays bound to our
+ * connection (fusectl clears it when the connection goes; writes then fail).
+ */
+static int g_abort_fd = -1;
+
+static int watchdog_open_abort(const char *abort_path)
 {
 	int fd = open(abort_path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT) {
 		mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL);
 		fd = open(abort_path, O_WRONLY | O_CLOEXEC);
 	}
-	if (fd >= 0) {
-		if (write(fd, "1", 1) < 0) { /* nothing more to try */
+	return fd;
+}
+
+static void watchdog_abort(const char *abort_path)
+{
+	(void)abort_path;
+	if (g_abort_fd >= 0) {
+		if (write(g_abort_fd, "1", 1) < 0) { /* already gone: nothing more to try */
 		}
-		close(fd);
 	}
 }
 
@@ -687,6 +701,7 @@ static void start_watchdog(struct daemon *d)
 	}
 	/* child: hold nothing of the daemon's, survive the terminal's signals */
 	close_range(3, ~0u, 0);
+	g_abort_fd = watchdog_open_abort(abort_path);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
