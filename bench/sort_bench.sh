@@ -3,15 +3,15 @@
 # writable umapfs mount vs kernel mmap of the plain file.
 #
 #   bench/sort_bench.sh [--build DIR] [--scratch DIR] [--out FILE.csv]
-#       [--size SIZE] [--page-size SIZE] [--buffer SIZE] [--threads N] [--runs N]
+#       [--size SIZE] [--page-size SIZE[,SIZE...]] [--buffer SIZE] [--threads N] [--runs N]
 #       [--modes mount,kernel-cold,kernel-warm] [--keep-scratch]
 #
 # A file of SIZE bytes of random 64-bit keys (umapfs-sort --generate, a new
 # seed per run) is sorted in place, the same program and the same memory bound
 # (--mem = buffer, default SIZE/4) in every mode:
-#   mount        a writable raw view of the file, buffer_size = SIZE/4,
-#                page_size (default 1M); fresh mount; the sort reads the
-#                mount's limits from .umapfs/stats
+#   mount        a writable raw view of the file, buffer_size = SIZE/4, once
+#                per page size (default 64K,256K,1M); fresh mount; the sort
+#                reads the mount's limits from .umapfs/stats
 #   kernel-cold  kernel mmap of the plain file, its page-cache pages dropped
 #                first (posix_fadvise DONTNEED through dd iflag=nocache)
 #   kernel-warm  kernel mmap of the plain file, read into the page cache first
@@ -24,7 +24,8 @@
 # Writes CSV rows (stdout, or --out):
 #   mode,run,size_bytes,keys,buffer,page_size,threads,seconds,partition_s,
 #   leaves_s,msync_s,wall_s,backing_read_bytes,backing_written_bytes,verified
-# (wall_s: the command's wall time, plus the unmount for the mount) and prints
+# (mode: mount@PAGE_BYTES, kernel-cold or kernel-warm; wall_s: the command's
+# wall time, plus the unmount for the mount) and prints
 # median seconds per mode and the ratios mount / kernel-* to stderr.
 set -euo pipefail
 
@@ -33,7 +34,7 @@ BUILD=$SRC/build
 SCRATCH_PARENT=/var/tmp
 OUT=
 SIZE=1G
-PAGE=1M
+PAGES=64K,256K,1M
 BUFFER=
 THREADS=$(nproc)
 RUNS=1
@@ -48,7 +49,7 @@ while [ $# -gt 0 ]; do
 	--scratch) SCRATCH_PARENT=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--size) SIZE=$2; shift 2 ;;
-	--page-size) PAGE=$2; shift 2 ;;
+	--page-size) PAGES=$2; shift 2 ;;
 	--buffer) BUFFER=$2; shift 2 ;;
 	--threads) THREADS=$2; shift 2 ;;
 	--runs) RUNS=$2; shift 2 ;;
@@ -74,7 +75,6 @@ bytes() { # bytes 64K -> 65536
 }
 
 SIZE_B=$(bytes "$SIZE")
-PAGE_B=$(bytes "$PAGE")
 if [ -n "$BUFFER" ]; then BUF_B=$(bytes "$BUFFER"); else BUF_B=$((SIZE_B / 4)); fi
 KEYS=$((SIZE_B / 8))
 case "$RUNS" in ''|*[!0-9]*|0) echo "sort_bench.sh: --runs needs a positive integer" >&2; exit 2 ;; esac
@@ -128,16 +128,27 @@ drop_file() { # drop the file's pages from the page cache (it was fsync'ed by th
 
 RESULTS=$SCRATCH/results.txt
 : >"$RESULTS"
-echo "sort_bench: $SIZE ($KEYS keys), buffer $BUF_B, page $PAGE_B, $THREADS threads, $RUNS run(s), scratch $SCRATCH" >&2
+echo "sort_bench: $SIZE ($KEYS keys), buffer $BUF_B, pages $PAGES, $THREADS threads, $RUNS run(s), scratch $SCRATCH" >&2
+# the mount runs once per page size: expand "mount" into mount@PAGE entries
+RUNMODES=
+for mode in ${MODES//,/ }; do
+	if [ "$mode" = mount ]; then
+		for p in ${PAGES//,/ }; do RUNMODES="$RUNMODES mount@$(bytes "$p")"; done
+	else
+		RUNMODES="$RUNMODES $mode"
+	fi
+done
 
 for run in $(seq 1 "$RUNS"); do
-	for mode in ${MODES//,/ }; do
+	for mode in $RUNMODES; do
+		PAGE_B=
+		case "$mode" in mount@*) PAGE_B=${mode#mount@} ;; esac
 		seed=$((1000 + run))
 		keys=$SCRATCH/keys.bin
 		"$SORT" --generate "$KEYS" --seed "$seed" "$keys" >/dev/null
 		rread=""; rwritten=""
 		case "$mode" in
-		mount)
+		mount@*)
 			printf 'view keys\nkeys.bin 0 rest\n' >"$SCRATCH/desc.txt"
 			drop_file "$keys"
 			"$DAEMON" -f "$SCRATCH/desc.txt" "$MNT" \
@@ -183,15 +194,16 @@ done
 # medians and ratios
 median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 declare -A MED
-for mode in ${MODES//,/ }; do
+for mode in $RUNMODES; do
 	MED[$mode]=$(awk -v m="$mode" '$1 == m {print $2}' "$RESULTS" | median)
 	echo "median $mode: ${MED[$mode]} s" >&2
 done
-if [ -n "${MED[mount]:-}" ]; then
+for mode in $RUNMODES; do
+	case "$mode" in mount@*) ;; *) continue ;; esac
 	for k in kernel-cold kernel-warm; do
 		if [ -n "${MED[$k]:-}" ]; then
-			awk -v a="${MED[mount]}" -v b="${MED[$k]}" -v k="$k" \
-				'BEGIN {printf "mount / %s: %.2f (time ratio; < 1 means the mount is faster)\n", k, a / b}' >&2
+			awk -v a="${MED[$mode]}" -v b="${MED[$k]}" -v m="$mode" -v k="$k" \
+				'BEGIN {printf "%s / %s: %.2f (time ratio; < 1 means the mount is faster)\n", m, k, a / b}' >&2
 		fi
 	done
-fi
+done
