@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -292,4 +293,51 @@ Test(signals, sigkill_gives_errors_not_hangs_and_remount_is_correct)
 	cr_assert(memcmp(two, "ok", 2) == 0);
 	free(got);
 	free(expect);
+}
+
+/*
+ * The daemon's watchdog (a child that aborts the FUSE connection if the
+ * daemon dies stuck) must abort only its own connection.  Connection
+ * numbers are reused at once, so the watchdog is held stopped while its
+ * daemon is killed, the dead mount unmounted and a new one made (usually
+ * with the same number); when it runs, the new mount must be unaffected.
+ */
+Test(signals, late_watchdog_of_a_dead_daemon_spares_the_next_mount)
+{
+	cr_assert_eq(tm_start(&m, tm_path(&m, "desc.txt"), "page_size=64K,buffer_size=1M"), 0, "%s",
+		     tm_stderr(&m));
+	struct stat st;
+	cr_assert_eq(stat(m.mnt, &st), 0);
+	dev_t dev_a = st.st_dev;
+	char path[128];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)m.pid, (int)m.pid);
+	int wd = atoi(slurp(path));
+	cr_assert_gt(wd, 0, "the daemon has no watchdog child (%s: '%s')", path, slurp(path));
+	cr_assert_eq(kill(wd, SIGSTOP), 0);
+	kill(m.pid, SIGKILL);
+	cr_assert_eq(tm_wait(&m, 10000), 128 + SIGKILL);
+	char cmd[700];
+	snprintf(cmd, sizeof(cmd), "fusermount3 -u '%s'", m.mnt);
+	cr_assert_eq(run_cmd(m.dir, tm_path(&m, "cmd.log"), 20, cmd), 0, "%s",
+		     slurp(tm_path(&m, "cmd.log")));
+
+	cr_assert_eq(tm_start(&m, tm_path(&m, "desc.txt"), "page_size=64K,buffer_size=1M"), 0, "%s",
+		     tm_stderr(&m));
+	cr_assert_eq(stat(m.mnt, &st), 0);
+	fprintf(stderr, "watchdog test: connection %u:%u, new mount %u:%u (%s)\n", major(dev_a),
+		minor(dev_a), major(st.st_dev), minor(st.st_dev),
+		dev_a == st.st_dev ? "same number: the case that matters" : "another number");
+	kill(wd, SIGCONT);
+	for (int i = 0; i < 300 && kill(wd, 0) == 0; i++)
+		usleep(10000);
+	usleep(100000);
+	int fd = open(viewpath, O_RDONLY);
+	cr_assert_geq(fd, 0, "open on the new mount after the old watchdog ran: %s", strerror(errno));
+	unsigned char buf[4096], exp[4096];
+	cr_assert_eq(pread(fd, buf, sizeof(buf), 1u << 20), (ssize_t)sizeof(buf),
+		     "the old daemon's watchdog broke the new mount: %s", strerror(errno));
+	pattern_fill(exp, sizeof(exp), SEED, 1u << 20);
+	cr_assert(memcmp(buf, exp, sizeof(buf)) == 0);
+	close(fd);
+	cr_assert_eq(tm_stop(&m), 0, "new daemon: %s", tm_stderr(&m));
 }
