@@ -4,13 +4,16 @@
  * umapfs mount and the plain file through the kernel, so the two differ only
  * in who serves the faults.
  *
- *   mmap_scan [-r] [-n TOUCHES] [-S SEED] [-M] [-c] FILE
+ *   mmap_scan [-r] [-n TOUCHES] [-S SEED] [-M] [-w] [-c] FILE
  *
- *   (default)  sequential: read one 8-byte word in every 4 KiB page, start to
- *              end; the rate is file bytes per second
+ *   (default)  sequential: touch every 4 KiB page, start to end; the rate is
+ *              file bytes per second
  *   -r         random: TOUCHES (default: one per 4 KiB page of the file, at
- *              most 65536) reads of a word in a random 4 KiB page; the rate
- *              is touched bytes (TOUCHES x 4 KiB) per second
+ *              most 65536) touches of random 4 KiB pages; the rate is touched
+ *              bytes (TOUCHES x 4 KiB) per second
+ *   -w         a touch reads one 8-byte word of the page (measures faults and
+ *              mapping alone); by default it reads all 4 KiB (a scan that uses
+ *              the data)
  *   -M         madvise(MADV_RANDOM) on the mapping (no kernel readahead)
  *   -c         CSV line instead of key=value: mode,bytes,touches,seconds,mbps,checksum
  *
@@ -48,15 +51,15 @@ static uint64_t xorshift(uint64_t *s)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: mmap_scan [-r] [-n TOUCHES] [-S SEED] [-M] [-c] FILE\n");
+	fprintf(stderr, "usage: mmap_scan [-r] [-n TOUCHES] [-S SEED] [-M] [-w] [-c] FILE\n");
 	exit(1);
 }
 
 int main(int argc, char **argv)
 {
-	int random = 0, madv = 0, csv = 0, opt;
+	int random = 0, madv = 0, csv = 0, word = 0, opt;
 	uint64_t touches = 0, seed = 12345;
-	while ((opt = getopt(argc, argv, "rn:S:Mc")) != -1) {
+	while ((opt = getopt(argc, argv, "rn:S:Mwc")) != -1) {
 		switch (opt) {
 		case 'r':
 			random = 1;
@@ -69,6 +72,9 @@ int main(int argc, char **argv)
 			break;
 		case 'M':
 			madv = 1;
+			break;
+		case 'w':
+			word = 1;
 			break;
 		case 'c':
 			csv = 1;
@@ -100,21 +106,23 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mmap_scan: madvise: %s\n", strerror(errno));
 		return 1;
 	}
-	if (!touches)
+	if (!touches || !random)
 		touches = random ? (pages < 65536 ? pages : 65536) : pages;
 	if (!seed)
 		seed = 1;
 
 	uint64_t sum = 0;
 	double t0 = now();
-	if (random) {
-		for (uint64_t i = 0; i < touches; i++) {
-			uint64_t p = xorshift(&seed) % pages;
+	for (uint64_t i = 0; i < touches; i++) {
+		uint64_t p = random ? xorshift(&seed) % pages : i;
+		if (word) {
 			sum += map[p * 512 + (p % 511)];
+		} else {
+			uint64_t s = 0;
+			for (unsigned w = 0; w < 512; w++)
+				s += map[p * 512 + w];
+			sum += s;
 		}
-	} else {
-		for (uint64_t p = 0; p < pages; p++)
-			sum += map[p * 512];
 	}
 	double secs = now() - t0;
 	uint64_t bytes = random ? touches * 4096 : pages * 4096;

@@ -14,10 +14,12 @@
 #   -c  also write every measurement as CSV to this file
 #   -k  keep the data file
 #
-# Workloads: sequential (one word in every 4 KiB page, start to end) and random
-# (TOUCHES words in random 4 KiB pages), each with the backing data cold (page
-# cache dropped: echo 3 > /proc/sys/vm/drop_caches, as root) and warm (the same
-# scan again at once: the kernel cache holds the pages).  The mount gets
+# Workloads: sequential (every 4 KiB page read, start to end) and random
+# (TOUCHES reads of random 4 KiB pages), each with the backing data cold (the
+# data file's cached pages dropped with POSIX_FADV_DONTNEED via dd iflag=nocache,
+# and a fresh mount, whose kernel cache starts empty) and warm (the same scan
+# again at once: the kernel cache holds the pages).  A global drop_caches or
+# sync is avoided: one hung FUSE mount elsewhere would block it.  The mount gets
 # buffer_size = file size + 256M so a warm run can hit everywhere.  Every
 # mounted scan must give the checksum of the native one.  Prints MB/s and the
 # ratio umapfs / native.
@@ -67,18 +69,11 @@ trap cleanup EXIT INT TERM
 if [ ! -f "$DATA" ] || [ "$(stat -c %s "$DATA")" != "$SIZE_B" ]; then
 	echo "generating $SIZE of data in $DATA" >&2
 	head -c "$SIZE_B" /dev/urandom >"$DATA"
-	sync
+	sync -f "$DATA"
 fi
 printf 'view scan.raw\n%s 0 rest\n' "$DATA" >"$DIR/scan.txt"
 
-drop() {
-	sync
-	if [ -w /proc/sys/vm/drop_caches ]; then
-		echo 3 >/proc/sys/vm/drop_caches
-	else
-		echo "mmap_scan.sh: not root: cannot drop caches, cold runs are not cold" >&2
-	fi
-}
+drop() { dd if="$DATA" iflag=nocache count=0 status=none; }
 mount_view() { # mount_view PAGE_SIZE
 	"$UMAPFS" -o "page_size=$1,buffer_size=$BUF_B" "$DIR/scan.txt" "$MNT"
 }
@@ -125,7 +120,7 @@ for ps in $PAGES; do
 	umount_view
 done
 
-printf '\n%-5s %-5s %-9s %12s %12s %7s\n' mode state page_size "native MB/s" "umapfs MB/s" ratio
+printf '\nmode  state page_size  native MB/s  umapfs MB/s   ratio\n'
 for mode in seq rand; do
 	for state in cold warm; do
 		n=${RES[native,-,$mode,$state]}

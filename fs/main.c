@@ -89,10 +89,10 @@ static void usage(FILE *f)
 		"  -o buffer_size=SIZE memory budget of the mount: view pages cached by\n"
 		"                      the kernel for this mount (default 1G)\n"
 		"  -o staging_size=SIZE engine buffer for fills in flight (default:\n"
-		"                      min(buffer_size, max(4 pages, min(buffer_size/4, 64M))))\n"
+		"                      min(buffer_size, max(16 pages, 8M, min(buffer_size/4, 64M))))\n"
 		"  -o policy=NAME      replacement policy of the engine: fifo, clock, lru\n"
 		"  -o prefetch=SIZE    read ahead this far on sequential access (default\n"
-		"                      min(8M, staging_size/2); 0: off)\n"
+		"                      min(8M, staging_size/4); 0: off)\n"
 		"  -o readahead=SIZE   kernel readahead window of the mount (default:\n"
 		"                      page size, at most 1M)\n"
 		"  -o threads=N        maximum FUSE worker threads (default 16)\n"
@@ -300,10 +300,17 @@ static int check_options(struct options *o)
 		return -1;
 	}
 	if (!o->have_staging) {
+		/*
+		 * Room for fills in flight, prefetch and (for plugins whose fills
+		 * read other views) nested fills: at least 16 pages or 8M, a
+		 * quarter of the budget up to 64M, never more than the budget.
+		 */
 		uint64_t s = o->buffer_size / 4 < (UINT64_C(64) << 20) ? o->buffer_size / 4
 								       : UINT64_C(64) << 20;
-		if (s < 4 * o->page_size)
-			s = 4 * o->page_size;
+		if (s < 16 * o->page_size)
+			s = 16 * o->page_size;
+		if (s < (UINT64_C(8) << 20))
+			s = UINT64_C(8) << 20;
 		o->staging_size = s < o->buffer_size ? s : o->buffer_size;
 	} else if (o->staging_size < o->page_size) {
 		fprintf(stderr, "umapfs: staging_size=%llu: must hold at least one page (%llu)\n",
@@ -311,7 +318,7 @@ static int check_options(struct options *o)
 		return -1;
 	}
 	if (!o->have_prefetch)
-		o->prefetch = o->staging_size / 2 < (UINT64_C(8) << 20) ? o->staging_size / 2
+		o->prefetch = o->staging_size / 4 < (UINT64_C(8) << 20) ? o->staging_size / 4
 								      : UINT64_C(8) << 20;
 	if (o->prefetch > o->staging_size / 2 && o->have_prefetch) {
 		fprintf(stderr, "umapfs: prefetch=%llu: at most half the staging buffer (%llu)\n",
