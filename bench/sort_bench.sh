@@ -4,7 +4,7 @@
 #
 #   bench/sort_bench.sh [--build DIR] [--scratch DIR] [--out FILE.csv]
 #       [--size SIZE] [--page-size SIZE[,SIZE...]] [--buffer SIZE] [--threads N] [--runs N]
-#       [--modes mount,kernel-cold,kernel-warm] [--keep-scratch]
+#       [--modes mount,kernel-cold,kernel-warm] [--mount-opts OPTS] [--keep-scratch]
 #
 # A file of SIZE bytes of random 64-bit keys (umapfs-sort --generate, a new
 # seed per run) is sorted in place, the same program and the same memory bound
@@ -18,6 +18,7 @@
 # The kernel modes are not limited to the buffer: the page cache may hold the
 # whole file (this machine has far more memory than SIZE).  The mount reads
 # its backing file with O_DIRECT, so it is always "cold" at the disk.
+# --mount-opts adds umapfs options to the mount (e.g. prefetch=0).
 # Every result is verified afterwards in the backing file (sorted and a
 # permutation of the generated keys); the time includes msync(MS_SYNC).
 #
@@ -40,6 +41,7 @@ THREADS=$(nproc)
 RUNS=1
 MODES=mount,kernel-cold,kernel-warm
 KEEP=0
+MOUNT_OPTS=
 
 usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
 	--threads) THREADS=$2; shift 2 ;;
 	--runs) RUNS=$2; shift 2 ;;
 	--modes) MODES=$2; shift 2 ;;
+	--mount-opts) MOUNT_OPTS=,$2; shift 2 ;;
 	--keep-scratch) KEEP=1; shift ;;
 	-h|--help) usage; exit 0 ;;
 	*) echo "sort_bench.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -152,7 +155,7 @@ for run in $(seq 1 "$RUNS"); do
 			printf 'view keys\nkeys.bin 0 rest\n' >"$SCRATCH/desc.txt"
 			drop_file "$keys"
 			"$DAEMON" -f "$SCRATCH/desc.txt" "$MNT" \
-				-o "writable,page_size=$PAGE_B,buffer_size=$BUF_B" 2>"$SCRATCH/daemon.err" &
+				-o "writable,page_size=$PAGE_B,buffer_size=$BUF_B$MOUNT_OPTS" 2>"$SCRATCH/daemon.err" &
 			DPID=$!
 			for _ in $(seq 1 300); do
 				[ -e "$MNT/keys" ] && break
