@@ -267,3 +267,28 @@ Test(durability, close_writes_back_mapped_and_written_bytes)
 	munmap(p, SIZE);
 	cr_assert_eq(tm_stop(&m), 0, "%s", tm_stderr(&m));
 }
+
+Test(durability, unmount_writes_back_what_munmap_handed_over)
+{
+	const char *back = tm_path(&m, "data.bin");
+	cr_assert_eq(pattern_file(back, SIZE, SEED), 0);
+	write_text(tm_path(&m, "desc.txt"), "view v\ndata.bin 0 rest\n");
+	cr_assert_eq(tm_start(&m, tm_path(&m, "desc.txt"), "writable,page_size=64K,buffer_size=8M"),
+		     0, "%s", tm_stderr(&m));
+	int fd = open(viewpath, O_RDWR);
+	cr_assert_geq(fd, 0);
+	unsigned char *p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	cr_assert_eq(close(fd), 0);
+	/* written after the last close: no FLUSH will cover these */
+	static const char late[] = "written after close, never synced";
+	for (size_t off = 100000; off < SIZE; off += 1000003)
+		memcpy(p + off, late, sizeof(late));
+	cr_assert_eq(munmap(p, SIZE), 0); /* the kernel hands the dirty pages to the daemon */
+	cr_assert_eq(tm_stop(&m), 0, "%s", tm_stderr(&m));
+	for (size_t off = 100000; off < SIZE; off += 1000003) {
+		char got[sizeof(late)];
+		cr_assert_eq(file_read(back, off, got, sizeof(got)), 0);
+		cr_assert(memcmp(got, late, sizeof(late)) == 0, "unmount lost the bytes at %zu", off);
+	}
+}
