@@ -20,6 +20,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,7 +269,7 @@ Test(durability, close_writes_back_mapped_and_written_bytes)
 	cr_assert_eq(tm_stop(&m), 0, "%s", tm_stderr(&m));
 }
 
-Test(durability, unmount_writes_back_what_munmap_handed_over)
+static void munmap_handover(int by_signal)
 {
 	const char *back = tm_path(&m, "data.bin");
 	cr_assert_eq(pattern_file(back, SIZE, SEED), 0);
@@ -285,10 +286,25 @@ Test(durability, unmount_writes_back_what_munmap_handed_over)
 	for (size_t off = 100000; off < SIZE; off += 1000003)
 		memcpy(p + off, late, sizeof(late));
 	cr_assert_eq(munmap(p, SIZE), 0); /* the kernel hands the dirty pages to the daemon */
-	cr_assert_eq(tm_stop(&m), 0, "%s", tm_stderr(&m));
+	if (by_signal) { /* a clean stop with no user left */
+		kill(m.pid, SIGTERM);
+		cr_assert_eq(tm_wait(&m, 30000), 0, "%s", tm_stderr(&m));
+	} else {
+		cr_assert_eq(tm_stop(&m), 0, "%s", tm_stderr(&m));
+	}
 	for (size_t off = 100000; off < SIZE; off += 1000003) {
 		char got[sizeof(late)];
 		cr_assert_eq(file_read(back, off, got, sizeof(got)), 0);
 		cr_assert(memcmp(got, late, sizeof(late)) == 0, "unmount lost the bytes at %zu", off);
 	}
+}
+
+Test(durability, unmount_writes_back_what_munmap_handed_over)
+{
+	munmap_handover(0);
+}
+
+Test(durability, sigterm_writes_back_what_munmap_handed_over)
+{
+	munmap_handover(1);
 }
