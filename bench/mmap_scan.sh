@@ -3,13 +3,15 @@
 # of the plain file with the same bytes, side by side in one run.
 #
 #   bench/mmap_scan.sh [-b BUILD_DIR] [-d DIR] [-s SIZE] [-p "64K 256K 1M 4M"]
-#                      [-n TOUCHES] [-r RUNS] [-c CSV_FILE] [-k]
+#                      [-n TOUCHES] [-m "seq rand"] [-o MOUNT_OPTS] [-r RUNS] [-c CSV_FILE] [-k]
 #
 #   -b  build directory with fs/umapfs, plugins/raw and bench/mmap_scan (default build)
 #   -d  scratch directory, not tmpfs (default /var/tmp/umapfs-mmap-scan)
 #   -s  file size (default 2G)
 #   -p  page sizes to mount with (default "64K 256K 1M 4M")
 #   -n  random touches per run (default 16384: 64 MiB of 4 KiB touches)
+#   -m  workloads to run (default "seq rand")
+#   -o  more umapfs mount options (e.g. readahead=4K)
 #   -r  runs per measurement; the median is reported (default 1)
 #   -c  also write every measurement as CSV to this file
 #   -k  keep the data file
@@ -34,17 +36,21 @@ TOUCHES=16384
 RUNS=1
 CSV=
 KEEP=0
-while getopts "b:d:s:p:n:r:c:kh" o; do
+MODES="seq rand"
+EXTRA=
+while getopts "b:d:s:p:n:m:o:r:c:kh" o; do
 	case $o in
 	b) BUILD=$(cd "$OPTARG" && pwd) ;;
 	d) DIR=$OPTARG ;;
 	s) SIZE=$OPTARG ;;
 	p) PAGES=$OPTARG ;;
 	n) TOUCHES=$OPTARG ;;
+	m) MODES=$OPTARG ;;
+	o) EXTRA=,$OPTARG ;;
 	r) RUNS=$OPTARG ;;
 	c) CSV=$OPTARG ;;
 	k) KEEP=1 ;;
-	*) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	*) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 UMAPFS=$BUILD/fs/umapfs
@@ -75,7 +81,7 @@ printf 'view scan.raw\n%s 0 rest\n' "$DATA" >"$DIR/scan.txt"
 
 drop() { dd if="$DATA" iflag=nocache count=0 status=none; }
 mount_view() { # mount_view PAGE_SIZE
-	"$UMAPFS" -o "page_size=$1,buffer_size=$BUF_B" "$DIR/scan.txt" "$MNT"
+	"$UMAPFS" -o "page_size=$1,buffer_size=$BUF_B$EXTRA" "$DIR/scan.txt" "$MNT"
 }
 umount_view() { fusermount3 -u "$MNT"; }
 kv() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
@@ -107,13 +113,13 @@ measure() {
 	RES[$sys,$ps,$mode,$state]=$(printf '%s\n' "${vals[@]}" | median)
 }
 echo "file $SIZE ($SIZE_B bytes) on $(df --output=source "$DIR" | tail -1); random: $TOUCHES touches of 4 KiB" >&2
-for mode in seq rand; do
+for mode in $MODES; do
 	measure native - "$mode" cold "$DATA"
 	measure native - "$mode" warm "$DATA"
 done
 for ps in $PAGES; do
 	mount_view "$ps"
-	for mode in seq rand; do
+	for mode in $MODES; do
 		measure umapfs "$ps" "$mode" cold "$MNT/scan.raw"
 		measure umapfs "$ps" "$mode" warm "$MNT/scan.raw"
 	done
@@ -121,7 +127,7 @@ for ps in $PAGES; do
 done
 
 printf '\nmode  state page_size  native MB/s  umapfs MB/s   ratio\n'
-for mode in seq rand; do
+for mode in $MODES; do
 	for state in cold warm; do
 		n=${RES[native,-,$mode,$state]}
 		for ps in $PAGES; do

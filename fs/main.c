@@ -93,8 +93,8 @@ static void usage(FILE *f)
 		"  -o policy=NAME      replacement policy of the engine: fifo, clock, lru\n"
 		"  -o prefetch=SIZE    read ahead this far on sequential access (default\n"
 		"                      min(8M, staging_size/4); 0: off)\n"
-		"  -o readahead=SIZE   kernel readahead window of the mount (default:\n"
-		"                      page size, at most 1M)\n"
+		"  -o readahead=SIZE   kernel readahead window of the mount (default: 4K;\n"
+		"                      page size, at most 1M, if a view is writable)\n"
 		"  -o threads=N        maximum FUSE worker threads (default 16)\n"
 		"  -o plugin=NAME|PATH view plugin (default raw); searched in\n"
 		"                      $UMAPFS_PLUGIN_PATH, then %s\n"
@@ -987,6 +987,20 @@ int main(int argc, char **argv)
 	if (d->pin_budget > o->staging_size)
 		d->pin_budget = o->staging_size;
 	d->pin_avail = d->pin_budget;
+	if (!o->have_readahead) {
+		/*
+		 * Pushed views need no kernel readahead: a fault fetches one
+		 * 4 KiB block, the daemon fills the whole application page and
+		 * pushes it, sequential prefetch runs ahead; a larger window only
+		 * makes a random fault fill two pages.  Writable views are not
+		 * pushed, so there the window is the page size (at most 1M).
+		 */
+		int any_writable = 0;
+		for (size_t i = 0; i < d->n_nodes; i++)
+			any_writable |= d->nodes[i]->kind == NODE_VIEW && d->nodes[i]->writable;
+		if (!any_writable)
+			o->readahead = 4096;
+	}
 	if (kc_init(d) < 0) {
 		fprintf(stderr, "umapfs: out of memory\n");
 		goto out;
