@@ -433,3 +433,59 @@ Test(mapping, bad_input, .timeout = 30)
 	cr_assert_eq(umapfs_mapping_map_file(path, 0, 0, (void *)0x1001, 0, &c, &m), -EINVAL);
 	cr_assert_eq(umapfs_mapping_map_file(path, 0, 0, NULL, 0x100, &c, &m), -EINVAL);
 }
+
+/* ---- concurrent writers while pages are evicted ------------------------------------- */
+
+struct wr_arg {
+	unsigned char *b;
+	size_t len;
+	int id;
+};
+
+/* Thread id owns the bytes i with i % 4 == id: the final file is known. */
+static void *writer(void *p)
+{
+	struct wr_arg *a = p;
+	unsigned s = 100u + (unsigned)a->id;
+	for (int i = 0; i < 700; i++) {
+		size_t off = ((size_t)rand_r(&s) * 4099) % (a->len / 4) * 4 + (size_t)a->id;
+		a->b[off] = (unsigned char)(off * 7 + 1);
+	}
+	return NULL;
+}
+
+Test(mapping, concurrent_writers_under_eviction, .timeout = 60)
+{
+	const size_t flen = 2 * MiB;
+	const char *path = mk_file("mtw", flen, 12, NULL);
+	struct umapfs_engine_config c;
+	cfg_small(&c, 16 * KiB, 128 * KiB); /* 8 pages for 4 writers over 128 pages */
+	struct umapfs_mapping *m;
+	cr_assert_eq(umapfs_mapping_map_file(path, 0, 0, NULL, UMAPFS_MAPPING_WRITE, &c, &m), 0);
+	unsigned char *b = umapfs_mapping_addr(m);
+	pthread_t t[4];
+	struct wr_arg a[4];
+	for (int i = 0; i < 4; i++) {
+		a[i] = (struct wr_arg){ b, flen, i };
+		pthread_create(&t[i], NULL, writer, &a[i]);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	/* expected: replay the writers' sequences over the original bytes */
+	unsigned char *want = malloc(flen);
+	for (size_t i = 0; i < flen; i++)
+		want[i] = byte_at(12, i);
+	for (int id = 0; id < 4; id++) {
+		unsigned s = 100u + (unsigned)id;
+		for (int i = 0; i < 700; i++) {
+			size_t off = ((size_t)rand_r(&s) * 4099) % (flen / 4) * 4 + (size_t)id;
+			want[off] = (unsigned char)(off * 7 + 1);
+		}
+	}
+	for (size_t i = 0; i < flen; i += 1)
+		if (b[i] != want[i])
+			cr_assert_fail("mapped byte %zu is %u, want %u", i, b[i], want[i]);
+	cr_assert_eq(umapfs_mapping_unmap(m), 0);
+	check_file(path, want, flen);
+	free(want);
+}
