@@ -676,6 +676,12 @@ UMAPFS_EXPORT int umapfs_map_view(struct umapfs_view *v, const struct umapfs_map
 	}
 	m->base = base;
 	madvise(base, m->maplen, MADV_NOHUGEPAGE); /* keep the resident set exact */
+	/*
+	 * A forked child would inherit the range without the userfaultfd
+	 * registration and read zeros where pages are missing: it gets no
+	 * mapping at all instead (SIGSEGV rather than silent wrong data).
+	 */
+	madvise(base, m->maplen, MADV_DONTFORK);
 	struct uffdio_register reg = {
 		.range = { .start = (uintptr_t)base, .len = m->maplen },
 		.mode = UFFDIO_REGISTER_MODE_MISSING | (writable ? UFFDIO_REGISTER_MODE_WP : 0),

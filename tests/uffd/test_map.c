@@ -479,3 +479,81 @@ Test(uffd, prefetch_notifies, .timeout = 30)
 	cr_assert_eq(umapfs_engine_destroy(e), 0);
 	unlink(path);
 }
+
+/* ---- views other than a plain file ---- */
+
+static int ops_fill(void *arg, uint64_t off, void *buf, size_t len)
+{
+	(void)arg;
+	if (off == 5 * 16384)
+		return -EIO; /* one bad page */
+	for (size_t i = 0; i < len; i++)
+		((unsigned char *)buf)[i] = (unsigned char)((off + i) * 7 + 3);
+	return 0;
+}
+
+/* A computed view (a plugin's transform) and a stitched FILE + MEMORY + ZERO view. */
+Test(uffd, plugin_and_extent_views, .timeout = 30)
+{
+	char path[64];
+	mkpat(path, sizeof(path), 1 * MiB, 9);
+	catch_signals();
+	struct umapfs_engine_config ec;
+	umapfs_engine_config_init(&ec);
+	ec.page_size = 16 * KiB;
+	ec.buffer_size = 256 * KiB;
+	struct umapfs_engine *e;
+	cr_assert_eq(umapfs_engine_create(&ec, &e), 0);
+
+	struct umapfs_view_ops ops = { .struct_size = sizeof(ops), .fill = ops_fill };
+	struct umapfs_view_desc d;
+	umapfs_view_desc_init(&d);
+	d.name = "computed";
+	d.size = 2 * MiB + 123;
+	d.ops = &ops;
+	struct umapfs_view *v;
+	cr_assert_eq(umapfs_view_create(e, &d, &v), 0);
+	struct umapfs_map *m;
+	cr_assert_eq(umapfs_map_view(v, NULL, &m), 0);
+	volatile unsigned char *b = umapfs_map_addr(m);
+	for (uint64_t o = 0; o < d.size; o += 999)
+		if (o / (16 * KiB) != 5)
+			cr_assert_eq(b[o], (unsigned char)(o * 7 + 3), "offset %llu", (unsigned long long)o);
+	volatile int got = 0;
+	jb_armed = 1;
+	if (sigsetjmp(jb, 1) == 0)
+		(void)b[5 * 16384 + 1];
+	else
+		got = 1;
+	jb_armed = 0;
+	cr_assert_eq(got, 1);
+	uint64_t off;
+	cr_assert_eq(umapfs_map_last_error(m, &off), -EIO);
+	cr_assert_eq(off, 5 * 16384);
+	cr_assert_eq(umapfs_map_unmap(m), 0);
+	cr_assert_eq(umapfs_view_destroy(v), 0);
+
+	static const char hdr[] = "HEADER--synthesized bytes before the file's";
+	struct umapfs_extent x[3] = {
+		{ .kind = UMAPFS_EXTENT_MEMORY, .length = sizeof(hdr), .data = hdr },
+		{ .kind = UMAPFS_EXTENT_FILE, .path = path, .file_offset = 4096, .length = 500000 },
+		{ .kind = UMAPFS_EXTENT_ZERO, .length = 70000 },
+	};
+	umapfs_view_desc_init(&d);
+	d.name = "stitched";
+	d.size = sizeof(hdr) + 500000 + 70000;
+	d.extents = x;
+	d.n_extents = 3;
+	cr_assert_eq(umapfs_view_create(e, &d, &v), 0);
+	cr_assert_eq(umapfs_map_view(v, NULL, &m), 0);
+	b = umapfs_map_addr(m);
+	cr_assert(memcmp((const void *)b, hdr, sizeof(hdr)) == 0);
+	for (uint64_t o = 0; o < 500000; o += 777)
+		cr_assert_eq(b[sizeof(hdr) + o], pb(9, 4096 + o));
+	for (uint64_t o = 0; o < 70000; o += 1000)
+		cr_assert_eq(b[sizeof(hdr) + 500000 + o], 0);
+	cr_assert_eq(umapfs_map_unmap(m), 0);
+	cr_assert_eq(umapfs_view_destroy(v), 0);
+	cr_assert_eq(umapfs_engine_destroy(e), 0);
+	unlink(path);
+}
