@@ -52,7 +52,7 @@ static void *reader(void *p)
 {
 	struct rd_arg *a = p;
 	unsigned s = a->seed;
-	for (int i = 0; i < 1500; i++) {
+	for (int i = 0; i < 800; i++) {
 		uint64_t off = ((uint64_t)rand_r(&s) << 16 ^ (uint64_t)rand_r(&s)) % a->len;
 		size_t n = 1 + rand_r(&s) % 300;
 		if (off + n > a->len)
@@ -95,12 +95,12 @@ static void random_reads(uint64_t ps, uint64_t buf, uint64_t flen, uint64_t foff
 
 Test(mapping, random_reads_64k, .timeout = 60)
 {
-	random_reads(64 * KiB, 1 * MiB, 8 * MiB + 1234, 0);
+	random_reads(64 * KiB, 2 * MiB, 6 * MiB + 1234, 0);
 }
 
 Test(mapping, random_reads_4k_offset, .timeout = 60)
 {
-	random_reads(4 * KiB, 256 * KiB, 3 * MiB + 77, 64 * KiB);
+	random_reads(4 * KiB, 512 * KiB, 2 * MiB + 77, 64 * KiB);
 }
 
 /* ---- read-write round trip ------------------------------------------ */
@@ -130,7 +130,7 @@ Test(mapping, read_write_round_trip, .timeout = 60)
 	cr_assert_eq(r, 0, "map_file rw: %s", strerror(-r));
 	unsigned char *b = umapfs_mapping_addr(m);
 	unsigned s = 5;
-	for (int i = 0; i < 1500; i++) {
+	for (int i = 0; i < 600; i++) {
 		size_t off = (size_t)rand_r(&s) * 7919 % flen, n = 1 + rand_r(&s) % 200;
 		if (off + n > flen)
 			n = flen - off;
