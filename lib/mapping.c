@@ -394,6 +394,11 @@ static int mapping_setup(struct umapfs_mapping *m, void *addr)
 	m->base = p;
 	/* no transparent huge pages: the mapping is installed page by page */
 	madvise(p, m->maplen, MADV_NOHUGEPAGE);
+	/*
+	 * Not inherited by fork(): a child's copy would not be registered and
+	 * would read zeros for missing pages.  The child gets SIGSEGV instead.
+	 */
+	madvise(p, m->maplen, MADV_DONTFORK);
 	struct uffdio_register reg = {
 		.range = { .start = (uintptr_t)p, .len = m->maplen },
 		.mode = UFFDIO_REGISTER_MODE_MISSING | (m->rw ? UFFDIO_REGISTER_MODE_WP : 0),

@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -493,4 +494,29 @@ Test(mapping, concurrent_writers_under_eviction, .timeout = 60)
 	cr_assert_eq(umapfs_mapping_unmap(m), 0);
 	check_file(path, want, flen);
 	free(want);
+}
+
+/* ---- fork ---------------------------------------------------------------------------------- */
+
+/* A child has no copy of the mapping (no silent zeros): its access is SIGSEGV. */
+Test(mapping, child_after_fork_gets_no_copy, .timeout = 30)
+{
+	const char *path = mk_file("fork", 64 * KiB, 13, NULL);
+	struct umapfs_engine_config c;
+	cfg_small(&c, 4 * KiB, 64 * KiB);
+	struct umapfs_mapping *m;
+	cr_assert_eq(umapfs_mapping_map_file(path, 0, 0, NULL, 0, &c, &m), 0);
+	volatile unsigned char *b = umapfs_mapping_addr(m);
+	cr_assert_eq(b[5], byte_at(13, 5));
+	pid_t pid = fork();
+	if (pid == 0) {
+		signal(SIGSEGV, SIG_DFL);
+		signal(SIGBUS, SIG_DFL);
+		_exit(b[8192] == byte_at(13, 8192) ? 3 : 4);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV, "child status %#x", st);
+	cr_assert_eq(b[8192], byte_at(13, 8192));
+	cr_assert_eq(umapfs_mapping_unmap(m), 0);
 }
