@@ -389,6 +389,7 @@ static void serve_missing(struct umapfs_map *m, uint64_t idx, bool write, const 
 		m->state[idx] |= (unsigned char)(ST_M | (write ? ST_W : 0));
 	}
 	r = 0;
+	atomic_fetch_add(&m->faults, 1); /* counted before the faulting thread is woken */
 	if (whole)
 		r = uffd_copy(dst, ref.data, whole, wp);
 	if (!r && tail) {
@@ -405,10 +406,9 @@ static void serve_missing(struct umapfs_map *m, uint64_t idx, bool write, const 
 	umapfs_view_unpin(m->view, &ref, write && m->writable && !r);
 	if (r < 0) {
 		/* the range went away (unmap racing with the fault): just wake */
+		atomic_fetch_sub(&m->faults, 1);
 		uffd_wake(dst, page_bytes(m, idx));
-		return;
 	}
-	atomic_fetch_add(&m->faults, 1);
 }
 
 /* First write to a write-protected page: dirty it and let the write through. */
@@ -428,6 +428,7 @@ static void serve_wp(struct umapfs_map *m, uint64_t idx)
 	if (m->state[idx] & ST_M) {
 		m->state[idx] |= ST_W;
 		dirty = true;
+		atomic_fetch_add(&m->wp_faults, 1); /* before the writer runs on */
 		if (uffd_wp(start, len, false) < 0)
 			uffd_wake(start, len);
 	} else {
@@ -435,8 +436,6 @@ static void serve_wp(struct umapfs_map *m, uint64_t idx)
 	}
 	pthread_mutex_unlock(lk);
 	umapfs_view_unpin(m->view, &ref, dirty);
-	if (dirty)
-		atomic_fetch_add(&m->wp_faults, 1);
 }
 
 static void handle(const struct uffd_msg *msg)
@@ -867,11 +866,46 @@ struct pf_ctx {
 	void *arg;
 };
 
+/*
+ * After a prefetch: copy the resident pages of [off, off+len) into the
+ * mapping too, so that the accesses that follow take no fault at all.
+ * Best effort (a page evicted meanwhile is simply left to fault).  Each copy
+ * happens under the page's stripe lock with `gone` checked, so it can never
+ * land in the range after unmap has released it.
+ */
+static void install_range(struct umapfs_map *m, uint64_t off, uint64_t len)
+{
+	if (!len)
+		return;
+	uint64_t first = off >> m->shift, last = (off + len - 1) >> m->shift;
+	for (uint64_t idx = first; idx <= last && !atomic_load(&m->gone); idx++) {
+		if (m->writable && (__atomic_load_n(&m->state[idx], __ATOMIC_RELAXED) & ST_M))
+			continue;
+		struct umapfs_page_ref ref;
+		if (umapfs_view_pin(m->view, idx << m->shift, &ref) < 0)
+			return;
+		uintptr_t dst = (uintptr_t)m->base + (idx << m->shift);
+		uint64_t whole = ref.len & ~(uint64_t)(SYS_PAGE - 1);
+		pthread_mutex_t *lk = stripe(m, idx);
+		pthread_mutex_lock(lk);
+		/* the view's partial last page is left to its fault (it needs the zero tail) */
+		if (!atomic_load(&m->gone) && whole && whole == ref.len &&
+		    (!m->writable || !(m->state[idx] & ST_M))) {
+			if (uffd_copy(dst, ref.data, whole, m->writable) == 0 && m->writable)
+				m->state[idx] |= ST_M;
+		}
+		pthread_mutex_unlock(lk);
+		umapfs_view_unpin(m->view, &ref, 0);
+	}
+}
+
 static void pf_done(void *arg, struct umapfs_view *v, uint64_t off, uint64_t len, int status)
 {
 	(void)v;
 	struct pf_ctx *c = arg;
 	struct umapfs_map *m = c->m;
+	if (status == 0)
+		install_range(m, off, len);
 	if (c->cb)
 		c->cb(c->arg, m, off, len, status);
 	free(c);

@@ -107,8 +107,8 @@ typedef void (*umapfs_map_prefetch_cb)(void *arg, struct umapfs_map *m, uint64_t
 /*
  * Start making bytes [off, off+len) of the mapping resident in the engine
  * without blocking.  When done, `cb` (if not NULL) runs on an engine thread
- * and `eventfd` (if >= 0) is incremented.  Later accesses cost a fault but
- * no I/O.  Returns 0 once queued, -EINVAL past the end, -ESHUTDOWN during
+ * and `eventfd` (if >= 0) is incremented.  Before that, the prefetched
+ * pages are installed in the mapping too: later accesses take no fault.  Returns 0 once queued, -EINVAL past the end, -ESHUTDOWN during
  * unmap, -ENOMEM; a range larger than the buffer completes with -ENOSPC.
  */
 int umapfs_map_prefetch(struct umapfs_map *m, uint64_t off, uint64_t len,

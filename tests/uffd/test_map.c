@@ -469,6 +469,10 @@ Test(uffd, prefetch_notifies, .timeout = 30)
 		cr_assert_eq(b[o], pb(8, o));
 	umapfs_engine_stats(e, &after);
 	cr_assert_eq(after.fills, before.fills, "prefetched pages were read again");
+	/* the prefetched pages were installed in the mapping: no fault at all */
+	struct umapfs_map_stats ms;
+	umapfs_map_stats(m, &ms);
+	cr_assert_eq(ms.faults, 0, "%llu faults after prefetch", (unsigned long long)ms.faults);
 	/* larger than the buffer: completes with -ENOSPC */
 	cr_assert_eq(umapfs_map_prefetch(m, 0, 8 * MiB, pf_cb, (void *)&pf_status, efd), 0);
 	cr_assert_eq(read(efd, &n, sizeof(n)), (ssize_t)sizeof(n));
@@ -555,5 +559,34 @@ Test(uffd, plugin_and_extent_views, .timeout = 30)
 	cr_assert_eq(umapfs_map_unmap(m), 0);
 	cr_assert_eq(umapfs_view_destroy(v), 0);
 	cr_assert_eq(umapfs_engine_destroy(e), 0);
+	unlink(path);
+}
+
+Test(uffd, prefetch_writable_then_write, .timeout = 30)
+{
+	char path[64];
+	uint64_t size = 2 * MiB;
+	mkpat(path, sizeof(path), size, 10);
+	struct umapfs_map *m = map_file(path, 0, 0, 64 * KiB, 1 * MiB, UMAPFS_MAP_WRITE, NULL);
+	int efd = eventfd(0, EFD_CLOEXEC);
+	cr_assert_eq(umapfs_map_prefetch(m, 0, 512 * KiB, NULL, NULL, efd), 0);
+	uint64_t n;
+	cr_assert_eq(read(efd, &n, sizeof(n)), (ssize_t)sizeof(n));
+	unsigned char *b = umapfs_map_addr(m);
+	for (uint64_t o = 0; o < 512 * KiB; o += 4096) {
+		cr_assert_eq(b[o], pb(10, o));
+		b[o] = (unsigned char)~pb(10, o);
+	}
+	struct umapfs_map_stats ms;
+	umapfs_map_stats(m, &ms);
+	cr_assert_eq(ms.faults, 0);
+	cr_assert_eq(ms.wp_faults, 8, "wp %llu faults %llu", (unsigned long long)ms.wp_faults, (unsigned long long)ms.faults);
+	cr_assert_eq(umapfs_map_unmap(m), 0);
+	unsigned char *got = malloc(size);
+	pread_all(path, got, size, 0);
+	for (uint64_t o = 0; o < size; o++)
+		cr_assert_eq(got[o], o < 512 * KiB && o % 4096 == 0 ? (unsigned char)~pb(10, o) : pb(10, o));
+	free(got);
+	close(efd);
 	unlink(path);
 }
