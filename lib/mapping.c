@@ -658,12 +658,21 @@ UMAPFS_EXPORT int umapfs_mapping_unmap(struct umapfs_mapping *m)
 			ret = r;
 		umapfs_view_set_hooks(m->view, NULL);
 	}
-	/* threads still waiting on a fault: give them SIGBUS, then close the uffd to wake them */
+	/*
+	 * Threads still waiting on a fault: give them SIGBUS, then close the
+	 * uffd to wake them.  If some are waiting (events nobody read), give
+	 * them a moment to take their SIGBUS before the range goes (after it,
+	 * an access is SIGSEGV, as after munmap).
+	 */
+	struct uffd_msg msgs[MAX_EVENTS];
+	ssize_t pending = read(m->uffd, msgs, sizeof(msgs));
 	pthread_once(&sigbus_once, sigbus_init);
 	if (sigbus_fd >= 0)
 		mmap(m->base, m->maplen, PROT_READ, MAP_SHARED | MAP_FIXED, sigbus_fd, 0);
 	close(m->uffd);
 	m->uffd = -1;
+	if (pending > 0)
+		usleep(20 * 1000);
 	munmap(m->base, m->maplen);
 	mapping_free(m);
 	return ret;

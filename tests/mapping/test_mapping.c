@@ -340,6 +340,9 @@ Test(mapping, unmap_while_faulting, .timeout = 60)
 	cr_assert(a.sig == SIGBUS || a.sig == SIGSEGV, "faulting thread got signal %d after %llu pages",
 		  a.sig, (unsigned long long)a.pages_read);
 	cr_assert_gt(a.pages_read, 0);
+	if (getenv("MAPPING_TEST_VERBOSE"))
+		fprintf(stderr, "unmap_while_faulting: signal %d after %llu pages\n", a.sig,
+			(unsigned long long)a.pages_read);
 }
 
 /* ---- prefetch ------------------------------------------------------------------ */
