@@ -144,7 +144,7 @@ sweep() {
 	shift 6
 	local t0 t1 s
 	t0=$(now)
-	"$@" > "$SCRATCH/last.csv" 2> "$SCRATCH/last.err" || {
+	timeout -k 10 "${SWEEP_TIMEOUT:-900}" "$@" > "$SCRATCH/last.csv" 2> "$SCRATCH/last.err" || {
 		echo "sweep_bench.sh: $backend $state failed:" >&2
 		cat "$SCRATCH/last.err" >&2
 		exit 1

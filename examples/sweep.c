@@ -1303,6 +1303,8 @@ struct run {
 	_Atomic int stop;
 	uint64_t total_paths;
 	long halo; /* rows a path can move away from its start row */
+	_Atomic long ahead; /* rows of every plane already asked for (MADV_WILLNEED) */
+	long ahead_rows;    /* how far ahead of the band to ask */
 	int err;
 	char errmsg[512];
 	pthread_mutex_t lock;
@@ -1324,6 +1326,33 @@ static void run_error(struct run *r, int e, const char *msg)
 	}
 	pthread_mutex_unlock(&r->lock);
 	atomic_store(&r->stop, 1);
+}
+
+/*
+ * Ask the kernel to read rows [ahead, upto) of every plane in the background
+ * (MADV_WILLNEED): the band the sweep will reach next.  Through a mount this
+ * turns one-fault-at-a-time reads into many requests in flight; on a plain
+ * file it is the readahead the interleaved plane order would otherwise defeat.
+ */
+static void prefetch_rows(struct run *r, long upto)
+{
+	const struct sweep_cube *c = r->c;
+	if (upto > c->h)
+		upto = c->h;
+	long from = atomic_load(&r->ahead);
+	while (from < upto && !atomic_compare_exchange_weak(&r->ahead, &from, upto))
+		;
+	if (from >= upto)
+		return;
+	size_t es = type_size(c->type), row = (size_t)c->w * es;
+	size_t plane = row * (size_t)c->h;
+	uintptr_t base = (uintptr_t)c->data;
+	for (long k = 0; k < c->n; k++) {
+		uintptr_t a = base + k * plane + (size_t)from * row;
+		uintptr_t b = base + k * plane + (size_t)upto * row;
+		uintptr_t lo = a & ~(uintptr_t)4095;
+		madvise((void *)lo, b - lo, MADV_WILLNEED);
+	}
 }
 
 static void *worker_main(void *arg)
@@ -1361,6 +1390,10 @@ static void *worker_main(void *arg)
 		if (e) {
 			run_error(r, e, "cfitsio read failed (static sky)");
 			goto out;
+		}
+		if (c->map && !o->no_willneed) {
+			long last = o->exhaustive ? (long)hi : random_y0(o, r->yl, r->yh, r->order[hi - 1]) + 1;
+			prefetch_rows(r, last + r->halo + r->ahead_rows);
 		}
 		if (o->exhaustive) {
 			/* items are start rows; every start pixel of the row x every velocity */
@@ -1517,6 +1550,7 @@ long sweep_run(const struct sweep_cube *c, const struct sweep_opts *o, struct sw
 		uint64_t rows = (uint64_t)(r.yh - r.yl);
 		r.item_lo = r.yl + rows * rank / nranks;
 		r.item_hi = r.yl + rows * (rank + 1) / nranks;
+		r.ahead = (long)r.item_lo - r.halo;
 		r.chunk = 1;
 		r.total_paths = (r.item_hi - r.item_lo) * (uint64_t)(r.xh - r.xl) * (uint64_t)r.nv;
 	} else {
@@ -1546,8 +1580,17 @@ long sweep_run(const struct sweep_cube *c, const struct sweep_opts *o, struct sw
 		r.item_hi = nvec * (rank + 1) / nranks;
 		r.chunk = 256;
 		r.total_paths = r.item_hi - r.item_lo;
+		if (r.item_hi > r.item_lo)
+			r.ahead = random_y0(o, r.yl, r.yh, r.order[r.item_lo]);
 		r.halo = (long)ceil(o->vmax * time_span(c)) + 2;
 	}
+	if (r.ahead < 0)
+		r.ahead = 0;
+	/* ask for 256 KiB of each plane ahead of the band (at least 8 rows): enough
+	 * requests in flight, little extra residency (frames x 256 KiB) */
+	r.ahead_rows = (long)((256u << 10) / ((size_t)c->w * type_size(c->type)));
+	if (r.ahead_rows < 8)
+		r.ahead_rows = 8;
 	r.heaps = calloc(nth, sizeof(struct heap));
 	struct worker *wk = calloc(nth, sizeof(*wk));
 	if (!r.heaps || !wk) {

@@ -104,6 +104,7 @@ struct sweep_opts {
 	int threads;
 	int rank, nranks;    /* this process's share of the work */
 	int progress;        /* draw a progress bar on stderr */
+	int no_willneed;     /* do not madvise(MADV_WILLNEED) the band ahead */
 };
 
 void sweep_opts_init(struct sweep_opts *o);

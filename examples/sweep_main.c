@@ -49,6 +49,7 @@ static void usage(FILE *f)
 		"                      the pixel minus its median over all frames (static sky)\n"
 		"  --no-refine         report the grid paths as found (default: refine each reported\n"
 		"                      path within 1 px and one grid step, see umapfs-sweep(1))\n"
+		"  --no-willneed       do not ask the kernel to read the band ahead (MADV_WILLNEED)\n"
 		"  --no-samples        leave the samples out of the output\n"
 		"  --progress|--no-progress  progress bar on stderr (default: if a terminal)\n"
 		"  --truth FILE        compare with umapfs-mknight's truth.csv: print each mover\n"
@@ -290,7 +291,7 @@ int main(int argc, char **argv)
 	const char *index = NULL, *outpath = NULL, *pngdir = NULL, *pathsfile = NULL, *truthfile = NULL;
 	enum { O_BACKEND = 256, O_INDEX, O_RANDOM, O_EXH, O_SEED, O_VMAX, O_VMIN, O_VSTEP, O_REGION,
 	       O_MINC, O_FLOOR, O_KEEP, O_TOP, O_RADIUS, O_THREADS, O_FORMAT, O_OUTPUT, O_PNG,
-	       O_PATHS, O_NOREF, O_TRUTH, O_RAW, O_NOSAMP, O_PROG, O_NOPROG, O_QUIET, O_HELP };
+	       O_PATHS, O_NOWN, O_NOREF, O_TRUTH, O_RAW, O_NOSAMP, O_PROG, O_NOPROG, O_QUIET, O_HELP };
 	static const struct option lo[] = {
 		{"backend", 1, 0, O_BACKEND}, {"index", 1, 0, O_INDEX}, {"random", 1, 0, O_RANDOM},
 		{"exhaustive", 0, 0, O_EXH}, {"seed", 1, 0, O_SEED}, {"vmax", 1, 0, O_VMAX},
@@ -298,7 +299,7 @@ int main(int argc, char **argv)
 		{"min-count", 1, 0, O_MINC}, {"floor", 1, 0, O_FLOOR}, {"keep", 1, 0, O_KEEP},
 		{"top", 1, 0, O_TOP}, {"radius", 1, 0, O_RADIUS}, {"threads", 1, 0, O_THREADS},
 		{"format", 1, 0, O_FORMAT}, {"output", 1, 0, O_OUTPUT}, {"png", 1, 0, O_PNG},
-		{"paths", 1, 0, O_PATHS}, {"raw", 0, 0, O_RAW}, {"no-refine", 0, 0, O_NOREF}, {"truth", 1, 0, O_TRUTH}, {"no-samples", 0, 0, O_NOSAMP}, {"progress", 0, 0, O_PROG},
+		{"paths", 1, 0, O_PATHS}, {"raw", 0, 0, O_RAW}, {"no-refine", 0, 0, O_NOREF}, {"no-willneed", 0, 0, O_NOWN}, {"truth", 1, 0, O_TRUTH}, {"no-samples", 0, 0, O_NOSAMP}, {"progress", 0, 0, O_PROG},
 		{"no-progress", 0, 0, O_NOPROG}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
 		{0, 0, 0, 0}};
 	int ch;
@@ -397,6 +398,7 @@ int main(int argc, char **argv)
 		case O_PATHS: pathsfile = optarg; break;
 		case O_RAW: raw = 1; break;
 		case O_NOREF: refine = 0; break;
+		case O_NOWN: o.no_willneed = 1; break;
 		case O_TRUTH: truthfile = optarg; break;
 		case O_NOSAMP: samples = 0; break;
 		case O_PROG: progress = 1; break;
