@@ -523,3 +523,47 @@ Test(mapping, child_after_fork_gets_no_copy, .timeout = 30)
 	cr_assert_eq(b[8192], byte_at(13, 8192));
 	cr_assert_eq(umapfs_mapping_unmap(m), 0);
 }
+
+/* ---- a caller's writable view -------------------------------------------------------------- */
+
+Test(mapping, map_view_read_write, .timeout = 30)
+{
+	const size_t flen = 512 * KiB;
+	unsigned char *ref;
+	const char *path = mk_file("view", flen, 14, &ref);
+	struct umapfs_engine_config c;
+	cfg_small(&c, 16 * KiB, 128 * KiB);
+	struct umapfs_engine *e;
+	cr_assert_eq(umapfs_engine_create(&c, &e), 0);
+	struct umapfs_extent x = { .kind = UMAPFS_EXTENT_FILE, .path = path, .length = flen };
+	struct umapfs_view_desc d;
+	umapfs_view_desc_init(&d);
+	d.name = "view";
+	d.size = flen;
+	d.flags = UMAPFS_VIEW_WRITABLE;
+	d.extents = &x;
+	d.n_extents = 1;
+	struct umapfs_view *v;
+	cr_assert_eq(umapfs_view_create(e, &d, &v), 0);
+	struct umapfs_mapping *m;
+	cr_assert_eq(umapfs_mapping_map_view(v, NULL, UMAPFS_MAPPING_WRITE, &m), 0);
+	cr_assert_eq(umapfs_mapping_view(m), v);
+	unsigned char *b = umapfs_mapping_addr(m);
+	for (size_t off = 3; off < flen; off += 5003)
+		b[off] = ref[off] = (unsigned char)(off ^ 0xa5);
+	cr_assert_eq(umapfs_mapping_unmap(m), 0);
+	/* the view (still there) and the file both have the writes */
+	unsigned char *got = malloc(flen);
+	cr_assert_eq(umapfs_view_read(v, got, flen, 0), (ssize_t)flen);
+	cr_assert_eq(memcmp(got, ref, flen), 0);
+	free(got);
+	check_file(path, ref, flen);
+	/* a read-only view cannot be mapped read-write */
+	cr_assert_eq(umapfs_view_destroy(v), 0);
+	d.flags = 0;
+	cr_assert_eq(umapfs_view_create(e, &d, &v), 0);
+	cr_assert_eq(umapfs_mapping_map_view(v, NULL, UMAPFS_MAPPING_WRITE, &m), -EROFS);
+	cr_assert_eq(umapfs_view_destroy(v), 0);
+	cr_assert_eq(umapfs_engine_destroy(e), 0);
+	free(ref);
+}
