@@ -108,7 +108,7 @@ def main():
                      else b["median"] / o["median"])
                 cfg = f"{human(o['page_size'])} / {human(o['buffer_size'])}"
                 md.append(f"| {sec} | {wl} | {st} | {cfg} | {fmt(o['median'], o['unit'])} | "
-                          f"{b['system']} | {fmt(b['median'], b['unit'])} | **{r:.2f}** |")
+                          f"{b['system']} | {fmt(b['median'], b['unit'])} | **{r:.3g}** |")
                 ratio_rows.append((f"{wl} {st}", b["system"], r, sec))
     md.append("")
     md.append("Ratio: speed of umapfs relative to the baseline (> 1: umapfs faster), from medians.")

@@ -108,6 +108,7 @@ cleanup() {
 	local rc=$?
 	set +e
 	if [ -n "$SAMPLER_PID" ]; then kill "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; fi
+	for p in "${DAEMONS[@]}"; do [ -n "$p" ] && fuse_abort "$p"; done
 	for m in "${MOUNTS[@]}"; do
 		[ -n "$m" ] || continue
 		fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null
@@ -172,17 +173,22 @@ describe_machine >"$OUT/machine.txt"
 cat "$OUT/machine.txt"
 
 # ---- cache control -------------------------------------------------------
-DROP=root
-if [ "$(id -u)" != 0 ] || ! (echo 1 >/proc/sys/vm/drop_caches) 2>/dev/null; then
-	DROP=files
-	say "not root: cold runs evict only the backing files' pages (posix_fadvise DONTNEED)"
-fi
+# Cold runs drop the data files' pages (posix_fadvise DONTNEED through dd
+# iflag=nocache) and use a fresh mount.  A global sync/drop_caches is not used
+# by default: it blocks while any FUSE mount on the machine is stuck.
+# UMAPFS_BENCH_DROP_ALL=1 uses echo 3 > /proc/sys/vm/drop_caches (root).
+DROP=files
+if [ "${UMAPFS_BENCH_DROP_ALL:-0}" = 1 ] && [ "$(id -u)" = 0 ]; then DROP=root; fi
 drop_caches() { # drop_caches FILE...: make the data cold
-	sync
+	local f
 	if [ $DROP = root ]; then
+		sync
 		echo 3 >/proc/sys/vm/drop_caches
 	else
-		for f in "$@"; do dd if="$f" iflag=nocache count=0 status=none 2>/dev/null || true; done
+		for f in "$@"; do
+			sync "$f" 2>/dev/null || true
+			dd if="$f" iflag=nocache count=0 status=none 2>/dev/null || true
+		done
 	fi
 }
 
@@ -216,14 +222,40 @@ mount_view() {
 	tail -20 "$SCRATCH/daemon.log" >&2
 	die "umapfs did not mount $desc on $mnt"
 }
-umount_view() { # umount_view MNT
-	local mnt=$1 pid=$MNT_PID
-	fusermount3 -u "$mnt" || fusermount3 -uz "$mnt" || true
-	local i
+# fuse_abort PID: abort the FUSE connection the daemon PID serves (from its
+# /dev/fuse fdinfo), so that a stuck mount cannot hang the run.
+fuse_abort() {
+	local pid=$1 fd c
+	for fd in /proc/"$pid"/fd/*; do
+		[ "$(readlink "$fd" 2>/dev/null)" = /dev/fuse ] || continue
+		c=$(awk '/^fuse_connection:/ {print $2}' "/proc/$pid/fdinfo/${fd##*/}" 2>/dev/null)
+		if [ -n "$c" ] && [ -w "/sys/fs/fuse/connections/$c/abort" ]; then
+			echo "run.sh: aborting stuck FUSE connection $c of umapfs pid $pid" >&2
+			echo 1 >"/sys/fs/fuse/connections/$c/abort"
+		fi
+	done
+}
+umount_view() { # umount_view MNT [abort]: unmount, abort the connection if stuck
+	local mnt=$1 pid=$MNT_PID i
+	[ "${2:-}" = abort ] && fuse_abort "$pid"
+	fusermount3 -u "$mnt" 2>/dev/null &
+	local fu=$!
+	for i in $(seq 1 200); do kill -0 "$fu" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$fu" 2>/dev/null; then
+		fuse_abort "$pid"
+	fi
+	wait "$fu" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null || true
 	for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "run.sh: umapfs (pid $pid) still running after unmount: killed" >&2
+		kill -9 "$pid" 2>/dev/null || true
+	fi
 	wait "$pid" 2>/dev/null || echo "run.sh: umapfs (pid $pid) exited with status $?" >&2
-	MOUNTS=("${MOUNTS[@]/$mnt}")
-	DAEMONS=("${DAEMONS[@]/$pid}")
+	local m=() d=() x
+	for x in "${MOUNTS[@]}"; do [ "$x" = "$mnt" ] || m+=("$x"); done
+	for x in "${DAEMONS[@]}"; do [ "$x" = "$pid" ] || d+=("$x"); done
+	MOUNTS=("${m[@]+"${m[@]}"}")
+	DAEMONS=("${d[@]+"${d[@]}"}")
 	MNT_PID=
 }
 
@@ -273,23 +305,101 @@ section_disk() {
 }
 
 # ======================================================================= raw
+# mmap_scan.sh (the daemon's benchmark) runs the scans; its CSV rows
+# (system,page_size,mode,state,run,mbps,seconds,checksum) are folded in.
 section_raw() {
-	if [ -z "$UMAPFS" ] || [ -z "$MMAP_SCAN" ]; then
-		MISSING+=("raw (needs fs/umapfs and bench/mmap_scan)")
+	if [ -z "$UMAPFS" ] || [ -z "$MMAP_SCAN" ] || [ ! -x "$SRC/bench/mmap_scan.sh" ]; then
+		MISSING+=("raw (needs fs/umapfs, bench/mmap_scan and bench/mmap_scan.sh)")
 		say "raw: skipped (umapfs or mmap_scan not built)"
 		return 0
 	fi
-	. "$SRC/bench/run_raw.sh"
+	say "raw: mmap scans of a $RAW_SIZE raw view, page size $RAW_PAGE_SIZE (mmap_scan.sh)"
+	local csv=$SCRATCH/raw.csv
+	"$SRC/bench/mmap_scan.sh" -b "$BUILD" -d "$SCRATCH/raw" -s "$RAW_SIZE" -p "$RAW_PAGE_SIZE" \
+		-n "$RAW_TOUCHES" -r "$RUNS" -c "$csv" || {
+		MISSING+=("raw (mmap_scan.sh failed: see log.txt)")
+		return 0
+	}
+	local rb
+	rb=$(bytes "$RAW_SIZE")
+	# mmap_scan.sh mounts with buffer_size = file + 256 MiB.
+	tail -n +2 "$csv" | while IFS=, read -r sys ps mode st run mbps secs sum; do
+		local sysname=kernel-mmap psb=4096 buf=0
+		if [ "$sys" = umapfs ]; then sysname=umapfs; psb=$(bytes "$ps"); buf=$((rb + 268435456)); fi
+		local wl="seq-scan"
+		[ "$mode" = rand ] && wl="rand-4K-touches"
+		record raw "$wl" "$sysname" "$st" "$psb" "$buf" "$rb" "$run" bandwidth "$mbps" MB/s higher
+	done
+	rm -rf "$SCRATCH/raw"
 }
 
 # ===================================================================== sweep
+# sweep_bench.sh (the sweep's benchmark) runs the sweeps; its CSV rows
+# (night,frames,width,height,cube_bytes,buffer,page_size,backend,state,run,
+# vectors,seconds,vectors_per_s) are folded in.
+sweep_fold() { # sweep_fold CSV SECTION
+	tail -n +2 "$1" | while IFS=, read -r night frames w h cube buf ps backend st run vec secs vps; do
+		local sys=$backend psb=0 bufb=0
+		case "$backend" in
+		mount) sys=umapfs; psb=$(bytes "$ps"); bufb=$(bytes "$buf") ;;
+		mmap) sys=kernel-mmap; psb=4096 ;;
+		disk) sys=disk-odirect ;;
+		esac
+		local wl="sweep-$night-${frames}x${w}x${h}"
+		if [ "$2" = study ]; then
+			record study "sweep-$night" "$sys" "$st" "$psb" "$bufb" "$cube" "$run" time "$secs" s lower
+		elif [ "$backend" = disk ]; then
+			record sweep "$wl" "$sys" "$st" 0 0 "$cube" "$run" read-frames "$secs" s lower
+		else
+			record sweep "$wl" "$sys" "$st" "$psb" "$bufb" "$cube" "$run" rate "$vps" vectors/s higher
+		fi
+	done
+}
 section_sweep() {
-	if [ -z "$UMAPFS" ] || [ -z "$SWEEP_BENCH" ]; then
-		MISSING+=("sweep (needs fs/umapfs, the FITS plugin and bench/sweep_bench.sh)")
+	if [ -z "$UMAPFS" ] || [ -z "$SWEEP_BENCH" ] || [ ! -x "$BUILD/examples/umapfs-sweep" ]; then
+		MISSING+=("sweep (needs fs/umapfs, the FITS plugin, umapfs-sweep and bench/sweep_bench.sh)")
 		say "sweep: skipped (sweep_bench.sh or umapfs not there)"
 		return 0
 	fi
-	. "$SRC/bench/run_sweep.sh"
+	say "sweep: nights of $SWEEP_FRAMES_FIT and $SWEEP_FRAMES_BIG frames of ${SWEEP_WIDTH}x$SWEEP_HEIGHT, buffer $SWEEP_BUFFER (sweep_bench.sh)"
+	local csv=$SCRATCH/sweep.csv
+	SWEEP_TIMEOUT=${SWEEP_TIMEOUT:-300} "$SWEEP_BENCH" --build "$BUILD" --scratch "$SCRATCH" --out "$csv" \
+		--frames-fit "$SWEEP_FRAMES_FIT" --frames-big "$SWEEP_FRAMES_BIG" \
+		--width "$SWEEP_WIDTH" --height "$SWEEP_HEIGHT" --buffer "$SWEEP_BUFFER" \
+		--page-size "$SWEEP_PAGE_SIZE" --vectors "$SWEEP_VECTORS" --runs "$RUNS" || {
+		MISSING+=("sweep (sweep_bench.sh failed: see log.txt)")
+		[ -s "$csv" ] || return 0
+	}
+	sweep_fold "$csv" sweep
+}
+
+# The sweep's half of the page-size study: the larger night, through the mount
+# only, cold, at each page size and buffer (one sweep_bench.sh call each).
+study_sweep() {
+	if [ -z "$UMAPFS" ] || [ -z "$SWEEP_BENCH" ] || [ ! -x "$BUILD/examples/umapfs-sweep" ]; then
+		MISSING+=("page-size study of the sweep (sweep_bench.sh or umapfs-sweep not there)")
+		return 0
+	fi
+	local buf ps csv=$SCRATCH/study-sweep.csv first=1
+	for buf in $STUDY_SWEEP_BUFFERS; do
+		for ps in ${STUDY_SWEEP_PAGE_SIZES:-$STUDY_PAGE_SIZES}; do
+			if [ "$(bytes "$ps")" -gt "$(bytes "$buf")" ]; then continue; fi
+			local backends=mount
+			if [ $first = 1 ]; then backends=mount,mmap; first=0; fi
+			SWEEP_TIMEOUT=${STUDY_TIMEOUT:-120} "$SWEEP_BENCH" --build "$BUILD" --scratch "$SCRATCH" \
+				--out "$csv" --nights big --backends "$backends" \
+				--frames-fit "$SWEEP_FRAMES_FIT" --frames-big "$SWEEP_FRAMES_BIG" \
+				--width "$SWEEP_WIDTH" --height "$SWEEP_HEIGHT" --buffer "$buf" --page-size "$ps" \
+				--vectors "$SWEEP_VECTORS" --runs "$STUDY_RUNS" >/dev/null 2>"$SCRATCH/study-sweep.err" || {
+				say "study sweep page $ps buffer $buf: failed or timed out ($(tail -1 "$SCRATCH/study-sweep.err"))"
+				continue
+			}
+			# cold rows only
+			{ head -1 "$csv"; grep ',cold,' "$csv" | grep -v ',disk,'; } >"$csv.cold"
+			say "study sweep page $ps buffer $buf: $(grep ',mount,cold,' "$csv" | cut -d, -f12 | tr '\n' ' ')s"
+			sweep_fold "$csv.cold" study
+		done
+	done
 }
 
 # ======================================================================= bfs
@@ -308,8 +418,13 @@ make_graph() {
 # bfs_once FILE -> the bfs output line.  Every search must give the checksum
 # of the first one (kept in a file: this runs in a command substitution).
 bfs_once() {
-	local out sum ref=$SCRATCH/bfs.ref
-	out=$("$B/bfs" -t "$BFS_THREADS" -r "$BFS_ROOTS" "$1") || die "bfs failed on $1"
+	local out sum ref=$SCRATCH/bfs.ref rc=0
+	out=$(timeout -k 5 "${BFS_TIMEOUT:-120}" "$B/bfs" -t "$BFS_THREADS" -r "$BFS_ROOTS" "$1") || rc=$?
+	if [ $rc = 124 ] || [ $rc = 137 ]; then
+		echo "run.sh: bfs on $1 did not finish within ${BFS_TIMEOUT:-120} s" >&2
+		return 3
+	fi
+	[ $rc = 0 ] || die "bfs failed on $1"
 	sum=$(kv checksum "$out")
 	if [ ! -s "$ref" ]; then
 		echo "$sum" >"$ref"
@@ -340,18 +455,25 @@ section_bfs() {
 		MISSING+=("bfs through the mount (fs/umapfs not built)")
 		return 0
 	fi
-	local mnt=$SCRATCH/mnt-bfs
+	local mnt=$SCRATCH/mnt-bfs cold rc
 	for rep in $(seq 1 "$RUNS"); do
 		drop_caches "$GRAPH"
 		mount_view "$SCRATCH/graph.desc" "$mnt" "$ps" "$buf" graph.csr
 		mem_start "$mnt/graph.csr"
-		out=$(bfs_once "$mnt/graph.csr"); say "bfs umapfs cold (page $BFS_PAGE_SIZE, buffer $BFS_BUFFER): $out"
-		local cold=$out
-		out=$(bfs_once "$mnt/graph.csr"); say "bfs umapfs warm: $out"
+		rc=0; cold=$(bfs_once "$mnt/graph.csr") || rc=$?
+		if [ $rc != 0 ]; then
+			mem_stop "$mnt/graph.csr" "$MNT_PID" >/dev/null
+			umount_view "$mnt" abort
+			MISSING+=("bfs through the mount, run $rep: did not finish (see log.txt)")
+			continue
+		fi
+		say "bfs umapfs cold (page $BFS_PAGE_SIZE, buffer $BFS_BUFFER): $cold"
+		rc=0; out=$(bfs_once "$mnt/graph.csr") || rc=$?
+		say "bfs umapfs warm: $out"
 		mem=$(mem_stop "$mnt/graph.csr" "$MNT_PID")
-		umount_view "$mnt"
+		umount_view "$mnt" $([ $rc = 0 ] || echo abort)
 		bfs_record umapfs cold "$ps" "$buf" "$rep" "$cold" $mem
-		bfs_record umapfs warm "$ps" "$buf" "$rep" "$out" $mem
+		[ $rc = 0 ] && bfs_record umapfs warm "$ps" "$buf" "$rep" "$out" $mem
 	done
 }
 
@@ -362,7 +484,7 @@ section_study() {
 		return 0
 	fi
 	make_graph
-	local mnt=$SCRATCH/mnt-study buf ps rep out mem
+	local mnt=$SCRATCH/mnt-study buf ps rep out mem rc
 	for buf in $STUDY_BFS_BUFFERS; do
 		for ps in $STUDY_PAGE_SIZES; do
 			if [ "$(bytes "$ps")" -gt "$(bytes "$buf")" ]; then continue; fi
@@ -370,10 +492,15 @@ section_study() {
 				drop_caches "$GRAPH"
 				mount_view "$SCRATCH/graph.desc" "$mnt" "$(bytes "$ps")" "$(bytes "$buf")" graph.csr
 				mem_start "$mnt/graph.csr"
-				out=$(bfs_once "$mnt/graph.csr")
+				rc=0; out=$(BFS_TIMEOUT=${STUDY_TIMEOUT:-120} bfs_once "$mnt/graph.csr") || rc=$?
 				mem=$(mem_stop "$mnt/graph.csr" "$MNT_PID")
-				umount_view "$mnt"
-				say "study bfs page $ps buffer $buf: $(kv seconds "$out") s (rss+kcache $mem)"
+				umount_view "$mnt" $([ $rc = 0 ] || echo abort)
+				if [ $rc != 0 ]; then
+					say "study bfs page $ps buffer $buf: no result within ${STUDY_TIMEOUT:-120} s"
+					record study "bfs-scale$GRAPH_SCALE" umapfs cold "$(bytes "$ps")" "$(bytes "$buf")" "$GRAPH_BYTES" "$rep" timeout "${STUDY_TIMEOUT:-120}" s lower $mem
+					continue
+				fi
+				say "study bfs page $ps buffer $buf: $(kv seconds "$out") s (rss kcache: $mem)"
 				record study "bfs-scale$GRAPH_SCALE" umapfs cold "$(bytes "$ps")" "$(bytes "$buf")" "$GRAPH_BYTES" "$rep" time "$(kv seconds "$out")" s lower $mem
 			done
 		done
@@ -384,11 +511,7 @@ section_study() {
 		out=$(bfs_once "$GRAPH")
 		record study "bfs-scale$GRAPH_SCALE" kernel-mmap cold 4096 0 "$GRAPH_BYTES" "$rep" time "$(kv seconds "$out")" s lower
 	done
-	if [ -n "$SWEEP_BENCH" ] && [ -f "$SRC/bench/run_sweep.sh" ]; then
-		STUDY=1 . "$SRC/bench/run_sweep.sh"
-	else
-		MISSING+=("page-size study of the sweep (sweep_bench.sh not there)")
-	fi
+	study_sweep
 }
 
 # ====================================================================== main

@@ -19,14 +19,16 @@ BFS_BUFFER=512M             # fits the graph
 
 SWEEP_FRAMES_FIT=24         # nights for the sweep: one that fits SWEEP_BUFFER ...
 SWEEP_FRAMES_BIG=96         # ... and one four times larger
-SWEEP_WIDTH=1024
-SWEEP_HEIGHT=1024
-SWEEP_BUFFER=128M
+SWEEP_WIDTH=512
+SWEEP_HEIGHT=512
+SWEEP_BUFFER=32M
 SWEEP_PAGE_SIZE=1M
-SWEEP_VECTORS=20000
+SWEEP_VECTORS=2000
 
 # The page-size study (BFS and the sweep, cold, fresh mount per run).
 STUDY_PAGE_SIZES="4K 16K 64K 256K 1M 4M"
-STUDY_BFS_BUFFERS="32M 512M"          # a quarter of the graph, and all of it
-STUDY_SWEEP_BUFFERS="32M 128M"
+STUDY_BFS_BUFFERS="64M 512M"          # half the graph, and all of it
+STUDY_SWEEP_BUFFERS="8M 32M"
 STUDY_RUNS=1                          # repetitions per study point
+STUDY_SWEEP_PAGE_SIZES="16K 256K 4M"  # the sweep's study points (each regenerates the night)
+STUDY_TIMEOUT=40                      # seconds; a study point that takes longer is recorded as a timeout
