@@ -71,7 +71,7 @@ static void *reader(void *p)
 {
 	struct rd_arg *a = p;
 	uint64_t x = 88172645463325252ull ^ a->id;
-	for (int i = 0; i < 4000; i++) {
+	for (int i = 0; i < 2000; i++) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		uint64_t o = x % a->size;
 		if (a->base[o] != pb(a->seed, a->file_off + o))
@@ -339,7 +339,8 @@ struct fl_arg {
 	const unsigned char *base;
 	uint64_t size;
 	atomic_bool *unmapping;
-	int verified, bad, segv;
+	_Atomic int verified;
+	int bad, segv;
 };
 
 static void *faulter(void *p)
@@ -382,7 +383,14 @@ Test(uffd, unmap_while_faulting, .timeout = 60)
 			a[i] = (struct fl_arg){ umapfs_map_addr(m), 16 * MiB, &unmapping, 0, 0, 0 };
 			pthread_create(&t[i], NULL, faulter, &a[i]);
 		}
-		usleep(30000);
+		/* every thread has read something, and faults are in flight */
+		for (int w = 0; w < 5000; w++) {
+			if (atomic_load(&a[0].verified) && atomic_load(&a[1].verified) &&
+			    atomic_load(&a[2].verified))
+				break;
+			usleep(1000);
+		}
+		usleep(10000);
 		atomic_store(&unmapping, true);
 		cr_assert_eq(umapfs_map_unmap(m), 0);
 		for (int i = 0; i < 3; i++) {
@@ -588,5 +596,64 @@ Test(uffd, prefetch_writable_then_write, .timeout = 30)
 		cr_assert_eq(got[o], o < 512 * KiB && o % 4096 == 0 ? (unsigned char)~pb(10, o) : pb(10, o));
 	free(got);
 	close(efd);
+	unlink(path);
+}
+
+/* ---- concurrent writers under heavy eviction ---- */
+
+struct wr_arg {
+	unsigned char *base, *want;
+	uint64_t size;
+	unsigned id;
+};
+
+static void *writer(void *p)
+{
+	struct wr_arg *a = p;
+	uint64_t x = 0x2545F4914F6CDD1Dull * (a->id + 1);
+	for (int i = 0; i < 2000; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		uint64_t o = (x % (a->size / 4)) * 4 + a->id; /* this thread's bytes only */
+		if (i & 1) {
+			unsigned char c = a->base[o];
+			cr_assert_eq(c, a->want[o], "thread %u offset %llu", a->id, (unsigned long long)o);
+		}
+		a->base[o] = a->want[o] = (unsigned char)(x >> 40);
+	}
+	return NULL;
+}
+
+Test(uffd, concurrent_writers_evicting, .timeout = 90)
+{
+	char path[64];
+	uint64_t size = 4 * MiB;
+	mkpat(path, sizeof(path), size, 13);
+	unsigned char *want = malloc(size), *got = malloc(size);
+	for (uint64_t i = 0; i < size; i++)
+		want[i] = pb(13, i);
+	/* four 64 KiB pages for four writers: nearly every access evicts a written page */
+	struct umapfs_map *m = map_file(path, 0, 0, 64 * KiB, 256 * KiB, UMAPFS_MAP_WRITE, NULL);
+	struct wr_arg a[4];
+	pthread_t t[4];
+	for (unsigned i = 0; i < 4; i++) {
+		a[i] = (struct wr_arg){ umapfs_map_addr(m), want, size, i };
+		pthread_create(&t[i], NULL, writer, &a[i]);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	cr_assert(memcmp(umapfs_map_addr(m), want, size) == 0, "mapping differs");
+	struct umapfs_map_stats st;
+	umapfs_map_stats(m, &st);
+	cr_log_info("faults %llu wp %llu zaps %llu copybacks %llu", (unsigned long long)st.faults,
+		    (unsigned long long)st.wp_faults, (unsigned long long)st.zaps,
+		    (unsigned long long)st.copybacks);
+	cr_assert_gt(st.copybacks, 50);
+	cr_assert_eq(umapfs_map_unmap(m), 0);
+	pread_all(path, got, size, 0);
+	for (uint64_t o = 0; o < size; o++)
+		if (got[o] != want[o])
+			cr_assert_fail("file byte %llu: %u, want %u", (unsigned long long)o, got[o], want[o]);
+	free(want);
+	free(got);
 	unlink(path);
 }
