@@ -56,7 +56,7 @@ Test(umap, read_with_offset, .init = env, .timeout = 60)
 		items[i].page_base_addr = b + (uint64_t)i * 16384 * 7;
 	umap_prefetch(4, items);
 	uint64_t x = 99;
-	for (int i = 0; i < 20000; i++) {
+	for (int i = 0; i < 5000; i++) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		uint64_t o = x % len;
 		cr_assert_eq(b[o], pb(11, off + o), "byte %llu", (unsigned long long)o);
