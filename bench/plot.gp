@@ -29,7 +29,7 @@ if (n_studies > 0) {
 	set xtics ("4K" 4096, "8K" 8192, "16K" 16384, "32K" 32768, "64K" 65536, "128K" 131072, \
 		   "256K" 262144, "512K" 524288, "1M" 1048576, "2M" 2097152, "4M" 4194304, \
 		   "8M" 8388608, "16M" 16777216, "32M" 33554432, "64M" 67108864)
-	set offsets graph 0.03, graph 0.03, 0, 0
+	set xrange [3000:5600000]
 	do for [s = 1:n_studies] {
 		name = value(sprintf("study%d_name", s))
 		bufs = value(sprintf("study%d_buffers", s))
@@ -43,7 +43,7 @@ if (n_studies > 0) {
 	unset multiplot
 	unset logscale
 	unset xlabel
-	unset offsets
+	set autoscale x
 	set xtics autofreq
 }
 

@@ -235,6 +235,39 @@ fuse_abort() {
 		fi
 	done
 }
+# abort_scratch_mounts: abort the FUSE connection of every umapfs daemon this
+# run started through a helper script (found by the scratch path in its
+# command line), so that a stuck mount cannot hang the helper's unmount.
+abort_scratch_mounts() {
+	local c p
+	for c in /proc/[0-9]*/cmdline; do
+		p=${c#/proc/}; p=${p%/cmdline}
+		tr '\0' ' ' <"$c" 2>/dev/null | grep -q "fs/umapfs .*$SCRATCH" && fuse_abort "$p"
+	done
+	return 0
+}
+# guarded SECONDS CMD...: run CMD; past SECONDS, abort its stuck mounts, then wait.
+guarded() {
+	local limit=$1 i pid rc=0
+	shift
+	"$@" &
+	pid=$!
+	for ((i = 0; i < limit; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 1
+		# An unmount of ours stuck for 20 s means a deadlocked daemon.
+		if ps -eo etimes=,args= | awk -v s="$SCRATCH" '$2 ~ /fusermount|umount/ && index($0, s) && $1 > 20 {f=1} END {exit !f}'; then
+			echo "run.sh: an unmount under $SCRATCH is stuck: aborting its mounts" >&2
+			abort_scratch_mounts
+		fi
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "run.sh: $(basename "$1") still running after $limit s: aborting its mounts" >&2
+		abort_scratch_mounts
+	fi
+	wait "$pid" || rc=$?
+	return $rc
+}
 umount_view() { # umount_view MNT [abort]: unmount, abort the connection if stuck
 	local mnt=$1 pid=$MNT_PID i
 	[ "${2:-}" = abort ] && fuse_abort "$pid"
@@ -315,7 +348,7 @@ section_raw() {
 	fi
 	say "raw: mmap scans of a $RAW_SIZE raw view, page size $RAW_PAGE_SIZE (mmap_scan.sh)"
 	local csv=$SCRATCH/raw.csv
-	"$SRC/bench/mmap_scan.sh" -b "$BUILD" -d "$SCRATCH/raw" -s "$RAW_SIZE" -p "$RAW_PAGE_SIZE" \
+	guarded 1800 "$SRC/bench/mmap_scan.sh" -b "$BUILD" -d "$SCRATCH/raw" -s "$RAW_SIZE" -p "$RAW_PAGE_SIZE" \
 		-n "$RAW_TOUCHES" -r "$RUNS" -c "$csv" || {
 		MISSING+=("raw (mmap_scan.sh failed: see log.txt)")
 		return 0
@@ -363,10 +396,10 @@ section_sweep() {
 	fi
 	say "sweep: nights of $SWEEP_FRAMES_FIT and $SWEEP_FRAMES_BIG frames of ${SWEEP_WIDTH}x$SWEEP_HEIGHT, buffer $SWEEP_BUFFER (sweep_bench.sh)"
 	local csv=$SCRATCH/sweep.csv
-	SWEEP_TIMEOUT=${SWEEP_TIMEOUT:-300} "$SWEEP_BENCH" --build "$BUILD" --scratch "$SCRATCH" --out "$csv" \
+	SWEEP_TIMEOUT=${SWEEP_TIMEOUT:-300} guarded $((RUNS * 6 * ${SWEEP_TIMEOUT:-300} + 120)) "$SWEEP_BENCH" --build "$BUILD" --scratch "$SCRATCH" --out "$csv" \
 		--frames-fit "$SWEEP_FRAMES_FIT" --frames-big "$SWEEP_FRAMES_BIG" \
 		--width "$SWEEP_WIDTH" --height "$SWEEP_HEIGHT" --buffer "$SWEEP_BUFFER" \
-		--page-size "$SWEEP_PAGE_SIZE" --vectors "$SWEEP_VECTORS" --runs "$RUNS" || {
+		--page-size "$SWEEP_PAGE_SIZE" --vectors "$SWEEP_VECTORS" --runs "${SWEEP_RUNS:-$RUNS}" || {
 		MISSING+=("sweep (sweep_bench.sh failed: see log.txt)")
 		[ -s "$csv" ] || return 0
 	}
@@ -386,7 +419,7 @@ study_sweep() {
 			if [ "$(bytes "$ps")" -gt "$(bytes "$buf")" ]; then continue; fi
 			local backends=mount
 			if [ $first = 1 ]; then backends=mount,mmap; first=0; fi
-			SWEEP_TIMEOUT=${STUDY_TIMEOUT:-120} "$SWEEP_BENCH" --build "$BUILD" --scratch "$SCRATCH" \
+			SWEEP_TIMEOUT=${STUDY_TIMEOUT:-120} guarded $((3 * ${STUDY_TIMEOUT:-120} + 120)) "$SWEEP_BENCH" --build "$BUILD" --scratch "$SCRATCH" \
 				--out "$csv" --nights big --backends "$backends" \
 				--frames-fit "$SWEEP_FRAMES_FIT" --frames-big "$SWEEP_FRAMES_BIG" \
 				--width "$SWEEP_WIDTH" --height "$SWEEP_HEIGHT" --buffer "$buf" --page-size "$ps" \

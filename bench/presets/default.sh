@@ -23,7 +23,9 @@ SWEEP_WIDTH=512
 SWEEP_HEIGHT=512
 SWEEP_BUFFER=32M
 SWEEP_PAGE_SIZE=1M
-SWEEP_VECTORS=2000
+SWEEP_VECTORS=500
+SWEEP_RUNS=1                # the big night thrashes through a small buffer: one run each
+SWEEP_TIMEOUT=150
 
 # The page-size study (BFS and the sweep, cold, fresh mount per run).
 STUDY_PAGE_SIZES="4K 16K 64K 256K 1M 4M"
