@@ -22,7 +22,7 @@ if [ "${UMAPFS_SKIP_APT:-0}" != 1 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	# shellcheck disable=SC2046
-	apt-get install -y -qq --no-install-recommends $(grep -v '^#' .ci/packages.txt) >/dev/null
+	apt-get install -y -qq $(grep -v '^#' .ci/packages.txt) >/dev/null
 fi
 
 echo "== building in $src/build"
