@@ -206,8 +206,8 @@ int csr_validate(const struct csr_graph *g, int strict, const char *path, char *
 	return 0;
 }
 
-/* pwrite all of buf or fail. */
-static int write_all(int fd, const void *buf, size_t len, uint64_t off)
+/* See csr.h. */
+int csr_write_all(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const char *p = buf;
 	while (len) {
@@ -262,9 +262,9 @@ int csr_write(const char *path, uint64_t n, uint64_t m, const uint64_t *off, con
 	h.file_size = csr_file_size(n, m, nbr_bytes);
 	memset(block, 0, sizeof(block));
 	memcpy(block, &h, sizeof(h));
-	if ((ret = write_all(fd, block, sizeof(block), 0)) < 0 ||
-	    (ret = write_all(fd, off, (n + 1) * 8, CSR_HDR_SIZE)) < 0 ||
-	    (ret = write_all(fd, nbrs, m * nbr_bytes, h.nbrs_offset)) < 0) {
+	if ((ret = csr_write_all(fd, block, sizeof(block), 0)) < 0 ||
+	    (ret = csr_write_all(fd, off, (n + 1) * 8, CSR_HDR_SIZE)) < 0 ||
+	    (ret = csr_write_all(fd, nbrs, m * nbr_bytes, h.nbrs_offset)) < 0) {
 		fail(err, errlen, ret, "%s: write: %s", tmp, strerror(-ret));
 		goto bad;
 	}

@@ -198,4 +198,10 @@ static inline uint64_t csr_mix64(uint64_t z)
 	return z ^ (z >> 31);
 }
 
+/*
+ * pwrite all `len` bytes of `buf` at `off` (in pieces of at most 1 GiB,
+ * retrying EINTR).  Returns 0, or -errno (-EIO if the file stops growing).
+ */
+int csr_write_all(int fd, const void *buf, size_t len, uint64_t off);
+
 #endif

@@ -183,25 +183,6 @@ static void sort_u32(uint32_t *a, uint64_t n)
 	}
 }
 
-static int write_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const char *p = buf;
-	while (len) {
-		ssize_t w = pwrite(fd, p, len > (1u << 30) ? (1u << 30) : len, (off_t)off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (w == 0)
-			return -EIO;
-		p += w;
-		len -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return 0;
-}
-
 /* The state of one generation. */
 struct build {
 	const struct rmat_params *p;
@@ -256,7 +237,7 @@ static int flush_partition(struct build *b, uint64_t *pairs, uint64_t np, uint64
 		start = end;
 	}
 	off[nv] = b->base + w; /* written only by the last partition (below) */
-	ret = write_all(b->fd, off, (hi == b->n ? nv + 1 : nv) * 8, CSR_HDR_SIZE + lo * 8);
+	ret = csr_write_all(b->fd, off, (hi == b->n ? nv + 1 : nv) * 8, CSR_HDR_SIZE + lo * 8);
 	if (ret == 0 && w) {
 		if (b->p->nbr_bytes == 8) {
 			/* Widen in chunks. */
@@ -265,10 +246,10 @@ static int flush_partition(struct build *b, uint64_t *pairs, uint64_t np, uint64
 				uint64_t k = w - i < 8192 ? w - i : 8192;
 				for (uint64_t j = 0; j < k; j++)
 					chunk[j] = nb[i + j];
-				ret = write_all(b->fd, chunk, k * 8, b->nbrs_off + (b->base + i) * 8);
+				ret = csr_write_all(b->fd, chunk, k * 8, b->nbrs_off + (b->base + i) * 8);
 			}
 		} else {
-			ret = write_all(b->fd, nb, w * 4, b->nbrs_off + b->base * 4);
+			ret = csr_write_all(b->fd, nb, w * 4, b->nbrs_off + b->base * 4);
 		}
 	}
 	if (ret < 0)
@@ -479,7 +460,7 @@ int rmat_generate(const struct rmat_params *p, const char *path, char *err, size
 		h.c = p->c;
 		memset(block, 0, sizeof(block));
 		memcpy(block, &h, sizeof(h));
-		ret = write_all(b.fd, block, sizeof(block), 0);
+		ret = csr_write_all(b.fd, block, sizeof(block), 0);
 		if (ret == 0 && ftruncate(b.fd, (off_t)h.file_size) < 0)
 			ret = -errno;
 		if (ret < 0) {
