@@ -19,8 +19,10 @@
  * Notify calls are made only from the one thread here, never from a request
  * handler: a push into a page the kernel has locked for a READ this very
  * handler should answer would deadlock.  Hooks copy the filled page into a
- * ring arena (bounded; when it is full the push is skipped and the kernel
- * simply READs the page later) and queue the event.
+ * ring arena and queue the event; when the arena is full the event goes
+ * without a copy and this thread pins the page from the engine to push it.
+ * A page is pushed whole once per stay in the kernel (kfull), whether it was
+ * filled for a fault, by prefetch, or served again to a READ of a few blocks.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +37,7 @@
 #define KB_CHUNK_BITS 20 /* pages per bitmap chunk: 2^20 */
 #define KB_WORDS ((UINT64_C(1) << KB_CHUNK_BITS) / 64)
 #define STORE_CHUNK (UINT64_C(4) << 20)
+#define ARENA_NONE SIZE_MAX /* a push without a copy: pin the page when pushing */
 
 static int kb_test(const struct kbitmap *b, uint64_t page)
 {
@@ -103,15 +106,13 @@ static void pop_oldest_locked(struct daemon *d)
 	struct node *n = d->nodes[e.node];
 	uint64_t len = page_len(n, e.page);
 	kb_set(&n->kc, e.page, 0);
+	kb_set(&n->kfull, e.page, 0);
 	d->kc_bytes -= len;
 	/*
 	 * Invalidations overtake pushes (the budget must not wait behind a
 	 * backlog of copies), so a push of this page still queued must not run
-	 * after its invalidation: cancel it.
+	 * after its invalidation: clearing kfull cancels it (see kc_main).
 	 */
-	for (struct kc_event *q = d->q_head; q; q = q->next)
-		if (q->node == n && q->off == e.page * n->page_size)
-			q->cancelled = 1;
 	struct kc_event *ev = calloc(1, sizeof(*ev));
 	if (!ev) {
 		dlog(UMAPFS_LOG_ERR, "out of memory queueing a kernel-cache invalidation");
@@ -189,44 +190,71 @@ static void arena_free_locked(struct daemon *d, size_t off, size_t len)
 }
 
 /*
- * Engine hook: a page of a view became resident.  For read-only views, copy
- * it and queue a push into the kernel cache.  Writable views are never
- * pushed: the kernel may hold newer dirty bytes for parts of the page, and a
- * push would overwrite them.
+ * Engine hook, also called by READ after its reply: the whole page of a view
+ * is in hand at `data`.  Unless every block of it is already in the kernel
+ * (or on its way), copy it and queue a push, so that the kernel holds the
+ * whole application page and the next fault anywhere in it is a cache hit,
+ * whether the page was filled for a fault, by prefetch, or is served again
+ * after a READ of a few blocks.  Writable views are never pushed: the kernel
+ * may hold newer dirty bytes for parts of the page, and a push would
+ * overwrite them.
  */
-void kc_filled(void *arg, struct umapfs_view *v, uint64_t off, const void *data, size_t len)
+void kc_push(struct node *n, uint64_t off, const void *data, size_t len, int from_read)
 {
-	struct node *n = arg;
 	struct daemon *d = n->d;
-	(void)v;
-	if (n->writable || !d->arena || len > d->arena_size)
+	if (n->writable || !d->arena)
 		return;
 	uint64_t page = off / n->page_size;
+	/* the sequential marker page waits for its READ (see struct seq_state) */
+	if (!from_read && atomic_load_explicit(&n->seq.marker, memory_order_relaxed) == page)
+		return;
 	struct kc_event *ev = calloc(1, sizeof(*ev));
 	if (!ev)
 		return;
 	pthread_mutex_lock(&d->kc_lock);
-	if (d->kc_stop || kb_test(&n->kc, page)) {
+	if (d->kc_stop || kb_test(&n->kfull, page)) {
 		pthread_mutex_unlock(&d->kc_lock);
 		free(ev);
 		return;
 	}
 	size_t aoff;
-	if (arena_alloc_locked(d, len, &aoff) < 0) {
-		pthread_mutex_unlock(&d->kc_lock);
-		free(ev);
-		atomic_fetch_add(&d->c.stores_dropped, 1);
-		return;
+	if (len <= d->arena_size && arena_alloc_locked(d, len, &aoff) == 0) {
+		/* Copied under the lock so that arena order is queue order. */
+		memcpy(d->arena + aoff, data, len);
+	} else {
+		/*
+		 * No room for a copy: the notifier pins the page from the
+		 * engine when its turn comes (refilling it if it was evicted
+		 * meanwhile), rather than leave the kernel to fetch the page
+		 * block by block through READs.
+		 */
+		aoff = ARENA_NONE;
+		atomic_fetch_add(&d->c.stores_deferred, 1);
 	}
-	/* Copied under the lock so that arena order is queue order. */
-	memcpy(d->arena + aoff, data, len);
 	ev->store = 1;
 	ev->node = n;
 	ev->off = off;
 	ev->len = len;
 	ev->arena_off = aoff;
+	kb_set(&n->kfull, page, 1);
 	enqueue_locked(d, ev);
 	pthread_mutex_unlock(&d->kc_lock);
+}
+
+/* Engine hook: a page was filled. */
+void kc_filled(void *arg, struct umapfs_view *v, uint64_t off, const void *data, size_t len)
+{
+	(void)v;
+	kc_push(arg, off, data, len, 0);
+}
+
+/* Is every block of the page in the kernel cache, or its push queued? */
+int kc_pushed(struct daemon *d, struct node *n, uint64_t page)
+{
+	pthread_mutex_lock(&d->kc_lock);
+	int r = kb_test(&n->kfull, page);
+	pthread_mutex_unlock(&d->kc_lock);
+	return r;
 }
 
 /*
@@ -264,6 +292,9 @@ static void *kc_main(void *arg)
 				d->q_tail = NULL;
 		}
 		struct node *n = ev->node;
+		/* a page dropped from the budget since its push was queued */
+		if (ev->store && !kb_test(&n->kfull, ev->off / n->page_size))
+			ev->cancelled = 1;
 		if (ev->store && !ev->cancelled)
 			note_locked(d, n, ev->off / n->page_size);
 		pthread_mutex_unlock(&d->kc_lock);
@@ -272,13 +303,26 @@ static void *kc_main(void *arg)
 		if (ev->store && ev->cancelled) {
 			ret = 0;
 		} else if (ev->store) {
+			struct umapfs_page_ref ref = { 0 };
+			const char *src = (const char *)d->arena + ev->arena_off;
 			ret = 0;
+			if (ev->arena_off == ARENA_NONE) {
+				/*
+				 * Safe to wait for a fill here: READ handlers never
+				 * wait for this thread, and one pin leaves the
+				 * staging buffer room for theirs.
+				 */
+				ret = umapfs_view_pin(n->view, ev->off, &ref);
+				src = ref.data;
+			}
 			for (uint64_t o = 0; o < ev->len && ret == 0; o += STORE_CHUNK) {
 				size_t l = ev->len - o < STORE_CHUNK ? ev->len - o : STORE_CHUNK;
 				struct fuse_bufvec bv = FUSE_BUFVEC_INIT(l);
-				bv.buf[0].mem = d->arena + ev->arena_off + o;
+				bv.buf[0].mem = (void *)(src + o);
 				ret = fuse_lowlevel_notify_store(d->se, n->ino, ev->off + o, &bv, 0);
 			}
+			if (ref.data)
+				umapfs_view_unpin(n->view, &ref, 0);
 			if (ret == 0) {
 				atomic_fetch_add(&d->c.stores, 1);
 				atomic_fetch_add(&d->c.store_bytes, ev->len);
@@ -298,7 +342,9 @@ static void *kc_main(void *arg)
 			     strerror(-ret));
 
 		pthread_mutex_lock(&d->kc_lock);
-		if (ev->store)
+		if (ev->store && ret < 0 && !ev->cancelled)
+			kb_set(&n->kfull, ev->off / n->page_size, 0); /* a later READ pushes again */
+		if (ev->store && ev->arena_off != ARENA_NONE)
 			arena_free_locked(d, ev->arena_off, ev->len);
 		free(ev);
 	}

@@ -392,6 +392,7 @@ static struct node *add_node(struct daemon *d, const char *name, enum node_kind 
 	n->d = d;
 	n->ino = INO_FIRST_FILE + d->n_nodes;
 	pthread_mutex_init(&n->seq.lock, NULL);
+	atomic_init(&n->seq.marker, UINT64_MAX);
 	d->nodes[d->n_nodes++] = n;
 	return n;
 }
@@ -408,11 +409,11 @@ static int host_publish(struct umapfs_plugin_host *h, const char *name, struct u
 	uint64_t npages = (umapfs_view_size(view) + ps - 1) / ps;
 	uint64_t nchunks = (npages >> 20) + 1;
 	uint64_t **chunks = calloc(nchunks, sizeof(*chunks));
-	if (!chunks)
-		return -ENOMEM;
-	struct node *n = add_node(d, name, NODE_VIEW);
+	uint64_t **full = calloc(nchunks, sizeof(*full));
+	struct node *n = chunks && full ? add_node(d, name, NODE_VIEW) : NULL;
 	if (!n) {
 		free(chunks);
+		free(full);
 		return -ENOMEM;
 	}
 	n->view = view;
@@ -421,6 +422,8 @@ static int host_publish(struct umapfs_plugin_host *h, const char *name, struct u
 	n->writable = d->opt.writable && umapfs_view_writable(view);
 	n->kc.chunks = chunks;
 	n->kc.nchunks = nchunks;
+	n->kfull.chunks = full;
+	n->kfull.nchunks = nchunks;
 	dlog(UMAPFS_LOG_INFO, "view %s: %llu bytes, %llu-byte pages%s", name,
 	     (unsigned long long)n->size, (unsigned long long)ps, n->writable ? ", writable" : "");
 	return 0;
@@ -840,6 +843,7 @@ static int teardown(struct daemon *d)
 	for (size_t i = 0; i < d->n_nodes; i++) {
 		struct node *n = d->nodes[i];
 		kbitmap_free(&n->kc);
+		kbitmap_free(&n->kfull);
 		pthread_mutex_destroy(&n->seq.lock);
 		free(n->text);
 		free(n->name);
@@ -870,6 +874,7 @@ int main(int argc, char **argv)
 	o->policy = UMAPFS_POLICY_FIFO;
 	o->plugin = strdup("raw");
 	o->threads = 16;
+	o->io_threads = 8;
 
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct parse_state ps = { .o = o };
@@ -942,6 +947,11 @@ int main(int argc, char **argv)
 	cfg.buffer_size = o->staging_size;
 	cfg.policy = o->policy;
 	cfg.log = dlog_engine;
+	/*
+	 * Prefetch fills run on the engine's I/O threads; a plugin fill is a
+	 * synchronous read, so these threads are its queue depth.
+	 */
+	cfg.io_threads = o->io_threads;
 	int ret = umapfs_engine_create(&cfg, &d->engine);
 	if (ret < 0) {
 		fprintf(stderr, "umapfs: cannot create the paging engine: %s\n", strerror(-ret));

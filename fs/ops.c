@@ -243,7 +243,7 @@ static struct textbuf *make_stats(struct daemon *d)
 		      "kernel_budget %llu\n"
 		      "kernel_store_pages %llu\n"
 		      "kernel_store_bytes %llu\n"
-		      "kernel_store_dropped %llu\n"
+		      "kernel_store_deferred %llu\n"
 		      "kernel_invalidations %llu\n"
 		      "kernel_invalidated_bytes %llu\n"
 		      "fuse_reads %llu\n"
@@ -258,7 +258,7 @@ static struct textbuf *make_stats(struct daemon *d)
 		      (unsigned long long)d->opt.buffer_size, (unsigned long long)kc_bytes,
 		      (unsigned long long)kc_budget, (unsigned long long)d->c.stores,
 		      (unsigned long long)d->c.store_bytes,
-		      (unsigned long long)d->c.stores_dropped, (unsigned long long)d->c.invals,
+		      (unsigned long long)d->c.stores_deferred, (unsigned long long)d->c.invals,
 		      (unsigned long long)d->c.inval_bytes, (unsigned long long)d->c.reads,
 		      (unsigned long long)d->c.read_bytes, (unsigned long long)d->c.writes,
 		      (unsigned long long)d->c.write_bytes, (unsigned long long)d->c.flushes,
@@ -327,9 +327,14 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /*
- * Sequential access: when READs walk forward, queue fills for the next
- * `prefetch` bytes so the pages (pushed into the kernel cache as they fill)
- * are there before the reader is.  Random access prefetches nothing.
+ * Sequential access: when READs walk forward page after page, queue fills
+ * ahead so the pages (pushed into the kernel cache as they fill) are there
+ * before the reader is.  The window grows with the run, as the kernel's own
+ * readahead does, up to `prefetch` bytes: a short forward run (the few pages
+ * of a MADV_WILLNEED range, neighbouring paths of a sweep touching the same
+ * page) prefetches at most as much again, so a reader that strides through
+ * the view is not flooded with pages it will not use; random access
+ * prefetches nothing.
  */
 static void seq_detect(struct daemon *d, struct node *n, uint64_t first, uint64_t last)
 {
@@ -342,21 +347,40 @@ static void seq_detect(struct daemon *d, struct node *n, uint64_t first, uint64_
 	struct seq_state *s = &n->seq;
 	uint64_t from = 0, to = 0;
 	pthread_mutex_lock(&s->lock);
-	uint64_t reach = s->pf_upto > s->last_page + 1 ? s->pf_upto : s->last_page + 1;
-	if (first >= s->last_page && first <= reach)
-		s->streak++;
-	else
-		s->streak = 0;
-	s->last_page = last;
-	if (s->streak >= 1) {
-		from = last + 1 > s->pf_upto ? last + 1 : s->pf_upto;
-		to = last + 1 + w < npages ? last + 1 + w : npages;
-		if (from < to)
-			s->pf_upto = to;
-	} else {
+	uint64_t mk = atomic_load(&s->marker);
+	int at_marker = mk != UINT64_MAX && first <= mk && mk <= last;
+	if (at_marker) {
+		/* the reader entered the last window: the next one, twice as big */
+		s->run = s->run * 2 > s->run ? s->run * 2 : s->run;
+		atomic_store(&s->marker, UINT64_MAX);
+	} else if (first == s->last_page + 1 || (s->pf_upto && first == s->pf_upto)) {
+		/* the next page, or the first one past what was prefetched */
+		s->run += last + 1 - (first == s->last_page + 1 ? first : s->last_page + 1);
+	} else if (first != s->last_page) {
+		s->run = 0; /* a jump; a READ of the same page changes nothing */
 		s->pf_upto = 0;
+		atomic_store(&s->marker, UINT64_MAX);
+	}
+	s->last_page = last > s->last_page || !s->run ? last : s->last_page;
+	if (s->run >= 2) {
+		uint64_t win = s->run < w ? s->run : w;
+		/*
+		 * At most a window past the reader; at the marker, a window past
+		 * the last one, so the reader never catches up with the fills.
+		 */
+		from = last + 1 > s->pf_upto ? last + 1 : s->pf_upto;
+		to = at_marker ? from + win : last + 1 + win;
+		if (to > npages)
+			to = npages;
+		if (from < to) {
+			s->pf_upto = to;
+			atomic_store(&s->marker, from);
+		}
 	}
 	pthread_mutex_unlock(&s->lock);
+	/* Pages the kernel already holds whole need no fill. */
+	while (from < to && kc_pushed(d, n, from))
+		from++;
 	if (from < to) {
 		uint64_t off = from * n->page_size;
 		uint64_t end = to * n->page_size < n->size ? to * n->page_size : n->size;
@@ -501,6 +525,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		kc_note(d, n, first, last);
 		fuse_reply_iov(req, iov, (int)np);
 		atomic_fetch_add(&d->c.read_bytes, end - start);
+		/*
+		 * The reply gave the kernel only the blocks it asked for (a
+		 * fault asks for one): push the rest of each page now that the
+		 * reply has unlocked those blocks, unless the page is already
+		 * in the kernel whole.
+		 */
+		for (size_t i = 0; i < np; i++)
+			kc_push(n, refs[i].offset, refs[i].data, refs[i].len, 1);
 	}
 	for (size_t i = 0; i < pinned; i++)
 		umapfs_view_unpin(n->view, &refs[i], 0);

@@ -35,7 +35,14 @@ struct seq_state {
 	pthread_mutex_t lock;
 	uint64_t last_page; /* last page index a READ touched */
 	uint64_t pf_upto;   /* pages below this were already prefetched */
-	unsigned streak;
+	uint64_t run;       /* pages of the current forward run (READs and prefetch) */
+	/*
+	 * The first page of the last window prefetched, which is filled but not
+	 * pushed: the reader's READ of it says the reader entered that window,
+	 * time to prefetch the next (the kernel's PG_readahead mark).  Read
+	 * without the lock by the push hook.
+	 */
+	_Atomic uint64_t marker;
 };
 
 /* A two-level bitmap of application pages the kernel may cache. */
@@ -55,7 +62,12 @@ struct node {
 	uint64_t size, page_size;
 	int writable; /* mount writable and view writable */
 	struct seq_state seq;
-	struct kbitmap kc; /* guarded by daemon.kc_lock */
+	/*
+	 * Guarded by daemon.kc_lock.  kc: pages charged to the budget (the
+	 * kernel may cache some of their blocks); kfull: pages whose every
+	 * block was pushed into the kernel, or whose push is queued.
+	 */
+	struct kbitmap kc, kfull;
 	/* NODE_TEXT */
 	char *text;
 	size_t text_len;
@@ -72,7 +84,7 @@ struct options {
 	char *plugin;
 	int writable;
 	int foreground, debug;
-	unsigned threads;
+	unsigned threads, io_threads;
 	char *fuse_opts;   /* comma list handed to libfuse */
 	char *plugin_opts; /* comma list handed to the plugin */
 };
@@ -84,7 +96,7 @@ struct kc_event {
 	int cancelled; /* store: its page was invalidated before the push */
 	struct node *node;
 	uint64_t off, len;
-	size_t arena_off; /* store: where the copy lives in the arena */
+	size_t arena_off; /* store: where the copy lives in the arena, or ARENA_NONE */
 };
 
 /* One entry of the FIFO of pages the kernel may cache. */
@@ -95,7 +107,7 @@ struct kc_entry {
 
 struct daemon_counters {
 	_Atomic uint64_t reads, read_bytes, writes, write_bytes, flushes, flush_errors;
-	_Atomic uint64_t stores, store_bytes, stores_dropped, invals, inval_bytes;
+	_Atomic uint64_t stores, store_bytes, stores_deferred, invals, inval_bytes;
 	_Atomic uint64_t prefetch_requests, copied_reads;
 };
 
@@ -162,6 +174,8 @@ void kc_stop(struct daemon *d);
 void kc_fini(struct daemon *d);
 void kc_note(struct daemon *d, struct node *n, uint64_t first_page, uint64_t last_page);
 void kc_filled(void *arg, struct umapfs_view *v, uint64_t off, const void *data, size_t len);
+void kc_push(struct node *n, uint64_t off, const void *data, size_t len, int from_read);
+int kc_pushed(struct daemon *d, struct node *n, uint64_t page);
 int kc_evicting(void *arg, struct umapfs_view *v, uint64_t off, void *data, size_t len);
 void kbitmap_free(struct kbitmap *b);
 void apply_readahead(struct daemon *d);
