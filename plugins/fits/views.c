@@ -715,6 +715,16 @@ static void convert(const struct fp_stack *s, const unsigned char *in, void *out
 		return;
 	}
 	float *out = outv;
+	if (s->bitpix == -32 && !scaled) {
+		/* the common case: a byte swap the compiler vectorizes */
+		uint32_t *o = outv;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t u;
+			memcpy(&u, in + 4 * i, 4);
+			o[i] = __builtin_bswap32(u);
+		}
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const unsigned char *p = in + (size_t)isz * i;
 		float r;
@@ -745,6 +755,109 @@ static void convert(const struct fp_stack *s, const unsigned char *in, void *out
 	}
 }
 
+/*
+ * A per-thread aligned buffer for O_DIRECT reads, kept from one fill to the
+ * next: allocating (and faulting in) a fresh bounce for every fill costs
+ * about as much as the read itself.
+ */
+static pthread_key_t bounce_key;
+static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
+static int bounce_key_ok;
+
+struct bounce {
+	void *p;
+	size_t size;
+};
+
+static void bounce_destroy(void *arg)
+{
+	struct bounce *b = arg;
+	free(b->p);
+	free(b);
+}
+
+static void bounce_key_init(void)
+{
+	bounce_key_ok = pthread_key_create(&bounce_key, bounce_destroy) == 0;
+}
+
+/* This thread's bounce of at least n bytes (4 KiB aligned), or NULL. */
+static void *bounce_get(size_t n)
+{
+	pthread_once(&bounce_once, bounce_key_init);
+	if (!bounce_key_ok)
+		return NULL;
+	struct bounce *b = pthread_getspecific(bounce_key);
+	if (!b) {
+		b = calloc(1, sizeof(*b));
+		if (!b || pthread_setspecific(bounce_key, b)) {
+			free(b);
+			return NULL;
+		}
+	}
+	if (b->size < n) {
+		void *p = NULL;
+		if (posix_memalign(&p, 4096, n))
+			return NULL;
+		free(b->p);
+		b->p = p;
+		b->size = n;
+	}
+	return b->p;
+}
+
+/*
+ * Read n stored bytes of frame k at file offset fo into this thread's
+ * bounce and set *src to them: one aligned O_DIRECT read where possible, else
+ * a buffered one.  Returns 0 or -errno (logged, naming the file).
+ */
+static int frame_read_ref(struct nv *v, size_t k, uint64_t fo, size_t n, const unsigned char **src)
+{
+	uint64_t a0 = fo & ~UINT64_C(4095), a1 = (fo + n + 4095) & ~UINT64_C(4095);
+	size_t al = (size_t)(a1 - a0);
+	unsigned char *b = bounce_get(al);
+	if (!b)
+		return -ENOMEM;
+	if (v->dfd[k] >= 0) {
+		size_t got = 0;
+		while (got < al) {
+			ssize_t r = pread(v->dfd[k], b + got, al - got, (off_t)(a0 + got));
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+		if (got >= (size_t)(fo - a0) + n) {
+			*src = b + (fo - a0);
+			return 0;
+		}
+	}
+	*src = b;
+	return frame_io(v, k, 0, fo, (char *)b, n); /* buffered; reports the error */
+}
+
+/* Stored bytes [soff, soff + inbytes) of an uncompressed stack, converted into out. */
+static int frames_read_convert(struct nv *v, uint64_t soff, size_t inbytes, char *out)
+{
+	struct fp_stack *s = v->s;
+	while (inbytes) {
+		size_t k = (size_t)(soff / s->plane_bytes);
+		uint64_t in = soff % s->plane_bytes;
+		size_t nb = (size_t)(s->plane_bytes - in) < inbytes ? (size_t)(s->plane_bytes - in) : inbytes;
+		const unsigned char *src;
+		int r = frame_read_ref(v, k, s->frames[k].data_off + in, nb, &src);
+		if (r < 0)
+			return r;
+		size_t ne = nb / (size_t)s->elem;
+		convert(s, src, out, ne);
+		out += ne * v->out;
+		soff += nb;
+		inbytes -= nb;
+	}
+	return 0;
+}
+
 static int nv_fill(void *arg, uint64_t off, void *buf, size_t len)
 {
 	struct nv *v = arg;
@@ -753,6 +866,8 @@ static int nv_fill(void *arg, uint64_t off, void *buf, size_t len)
 	uint64_t first = off / v->out;
 	size_t inbytes = n * (size_t)s->elem;
 	unsigned char *tmp = NULL, *in;
+	if (!s->compressed)
+		return frames_read_convert(v, first * s->elem, inbytes, buf);
 	if (inbytes > len) { /* BITPIX 64 into float: a separate buffer */
 		tmp = malloc(inbytes);
 		if (!tmp)
