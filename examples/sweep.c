@@ -1285,6 +1285,34 @@ void sweep_opts_init(struct sweep_opts *o)
 	o->nranks = 1;
 }
 
+int sweep_mount_budget(const char *path, uint64_t *budget, uint64_t *page)
+{
+	char dir[4096], stats[4200], line[256];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	else
+		snprintf(dir, sizeof(dir), ".");
+	snprintf(stats, sizeof(stats), "%s/.umapfs/stats", dir[0] ? dir : "/");
+	FILE *f = fopen(stats, "re");
+	if (!f)
+		return -errno;
+	unsigned long long b = 0, p = 0, v;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "mount_buffer_size %llu", &v) == 1)
+			b = v;
+		else if (sscanf(line, "page_size %llu", &v) == 1)
+			p = v;
+	}
+	fclose(f);
+	if (!b)
+		return -ENOENT;
+	*budget = b;
+	*page = p;
+	return 0;
+}
+
 struct run {
 	const struct sweep_cube *c;
 	const struct sweep_opts *o;
@@ -1303,7 +1331,9 @@ struct run {
 	_Atomic int stop;
 	uint64_t total_paths;
 	long halo; /* rows a path can move away from its start row */
-	_Atomic long ahead; /* rows of every plane already asked for (MADV_WILLNEED) */
+	long *halo_k;       /* the same per plane: a path is near its start row in early planes */
+	_Atomic long ahead; /* start rows whose reach in every plane was asked for (MADV_WILLNEED) */
+	long ahead_first;   /* ahead's initial value: the first request also covers rows above */
 	long ahead_rows;    /* how far ahead of the band to ask */
 	int err;
 	char errmsg[512];
@@ -1329,10 +1359,12 @@ static void run_error(struct run *r, int e, const char *msg)
 }
 
 /*
- * Ask the kernel to read rows [ahead, upto) of every plane in the background
- * (MADV_WILLNEED): the band the sweep will reach next.  Through a mount this
- * turns one-fault-at-a-time reads into many requests in flight; on a plain
- * file it is the readahead the interleaved plane order would otherwise defeat.
+ * Ask the kernel to read, in the background (MADV_WILLNEED), what paths
+ * starting on rows [ahead, upto) reach: in plane k the rows within halo_k of
+ * them.  Through a mount this turns one-fault-at-a-time reads into many
+ * requests in flight; on a plain file it is the readahead the interleaved
+ * plane order would otherwise defeat.  Only the rows not asked for before are
+ * asked for, so what the band keeps resident is what it needs.
  */
 static void prefetch_rows(struct run *r, long upto)
 {
@@ -1348,11 +1380,58 @@ static void prefetch_rows(struct run *r, long upto)
 	size_t plane = row * (size_t)c->h;
 	uintptr_t base = (uintptr_t)c->data;
 	for (long k = 0; k < c->n; k++) {
-		uintptr_t a = base + k * plane + (size_t)from * row;
-		uintptr_t b = base + k * plane + (size_t)upto * row;
-		uintptr_t lo = a & ~(uintptr_t)4095;
-		madvise((void *)lo, b - lo, MADV_WILLNEED);
+		long h = r->halo_k[k];
+		long lo = from == r->ahead_first ? from - h : from + h, hi = upto + h;
+		if (lo < 0)
+			lo = 0;
+		if (hi > c->h)
+			hi = c->h;
+		if (lo >= hi)
+			continue;
+		uintptr_t a = base + k * plane + (size_t)lo * row;
+		uintptr_t b = base + k * plane + (size_t)hi * row;
+		uintptr_t al = a & ~(uintptr_t)4095;
+		madvise((void *)al, b - al, MADV_WILLNEED);
 	}
+}
+
+/*
+ * How far ahead of the band to ask (rows): 256 KiB of each plane (at least 8
+ * rows) for enough requests in flight, less when the cube's residency is
+ * limited (a mount's buffer): the band's reach in every plane, the rows asked
+ * for ahead and a page of rounding at each edge must stay within three
+ * quarters of the budget, or the pages asked for ahead push out the ones the
+ * band still needs.  Warns when even the band alone does not fit.
+ */
+static long ahead_rows_for(const struct run *r, long band)
+{
+	const struct sweep_cube *c = r->c;
+	const struct sweep_opts *o = r->o;
+	double row = (double)c->w * (double)type_size(c->type);
+	long ahead = (long)((256u << 10) / row);
+	if (ahead < 8)
+		ahead = 8;
+	if (!o->budget || !c->map)
+		return ahead;
+	double page = o->page ? (double)o->page : 4096.0;
+	double need = 0;
+	for (long k = 0; k < c->n; k++) {
+		double rows = 2.0 * (double)r->halo_k[k] + (double)band;
+		if (rows > (double)c->h)
+			rows = (double)c->h;
+		need += rows * row + 2 * page;
+	}
+	double room = 0.75 * (double)o->budget - need;
+	long fit = room > 0 ? (long)(room / (row * (double)c->n)) : 0;
+	if (fit < 1 && o->rank == 0)
+		fprintf(stderr,
+			"umapfs-sweep: %s: the rows a band of paths reaches (%.0f MiB over %ld planes) do not fit "
+			"the mount's buffer (%.0f MiB): expect re-reading; a larger buffer_size, a smaller "
+			"page_size or a smaller --vmax helps\n",
+			c->path, need / 1048576.0, c->n, (double)o->budget / 1048576.0);
+	if (fit < ahead)
+		ahead = fit > 1 ? fit : 1;
+	return ahead;
 }
 
 static void *worker_main(void *arg)
@@ -1393,7 +1472,7 @@ static void *worker_main(void *arg)
 		}
 		if (c->map && !o->no_willneed) {
 			long last = o->exhaustive ? (long)hi : random_y0(o, r->yl, r->yh, r->order[hi - 1]) + 1;
-			prefetch_rows(r, last + r->halo + r->ahead_rows);
+			prefetch_rows(r, last + r->ahead_rows);
 		}
 		if (o->exhaustive) {
 			/* items are start rows; every start pixel of the row x every velocity */
@@ -1544,13 +1623,22 @@ long sweep_run(const struct sweep_cube *c, const struct sweep_opts *o, struct sw
 		}
 		for (long vi = 0; vi < r.nv; vi++)
 			path_offsets(c, r.vel[2 * vi], r.vel[2 * vi + 1], r.odx + vi * c->n, r.ody + vi * c->n);
-		for (size_t i = 0; i < (size_t)r.nv * c->n; i++)
-			if (labs((long)r.ody[i]) + 1 > r.halo)
-				r.halo = labs((long)r.ody[i]) + 1;
+		r.halo_k = calloc((size_t)c->n, sizeof(long));
+		if (!r.halo_k) {
+			ret = fail(err, errlen, -ENOMEM, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < (size_t)r.nv * c->n; i++) {
+			long h = labs((long)r.ody[i]) + 1;
+			if (h > r.halo)
+				r.halo = h;
+			if (h > r.halo_k[i % (size_t)c->n])
+				r.halo_k[i % (size_t)c->n] = h;
+		}
 		uint64_t rows = (uint64_t)(r.yh - r.yl);
 		r.item_lo = r.yl + rows * rank / nranks;
 		r.item_hi = r.yl + rows * (rank + 1) / nranks;
-		r.ahead = (long)r.item_lo - r.halo;
+		r.ahead = (long)r.item_lo;
 		r.chunk = 1;
 		r.total_paths = (r.item_hi - r.item_lo) * (uint64_t)(r.xh - r.xl) * (uint64_t)r.nv;
 	} else {
@@ -1578,19 +1666,26 @@ long sweep_run(const struct sweep_cube *c, const struct sweep_opts *o, struct sw
 		free(cnt);
 		r.item_lo = nvec * rank / nranks;
 		r.item_hi = nvec * (rank + 1) / nranks;
-		r.chunk = 256;
+		/* work items: the vectors of about 4 start rows, so threads share one band */
+		r.chunk = nvec * 4 / (uint64_t)rows;
+		if (r.chunk < 1)
+			r.chunk = 1;
+		if (r.chunk > 256)
+			r.chunk = 256;
 		r.total_paths = r.item_hi - r.item_lo;
 		if (r.item_hi > r.item_lo)
 			r.ahead = random_y0(o, r.yl, r.yh, r.order[r.item_lo]);
 		r.halo = (long)ceil(o->vmax * time_span(c)) + 2;
+		r.halo_k = calloc((size_t)c->n, sizeof(long));
+		if (!r.halo_k) {
+			ret = fail(err, errlen, -ENOMEM, "out of memory");
+			goto out;
+		}
+		for (long k = 0; k < c->n; k++)
+			r.halo_k[k] = (long)ceil(o->vmax * c->dt[k]) + 2;
 	}
-	if (r.ahead < 0)
-		r.ahead = 0;
-	/* ask for 256 KiB of each plane ahead of the band (at least 8 rows): enough
-	 * requests in flight, little extra residency (frames x 256 KiB) */
-	r.ahead_rows = (long)((256u << 10) / ((size_t)c->w * type_size(c->type)));
-	if (r.ahead_rows < 8)
-		r.ahead_rows = 8;
+	r.ahead_first = r.ahead;
+	r.ahead_rows = ahead_rows_for(&r, 4 + 2 * nth);
 	r.heaps = calloc(nth, sizeof(struct heap));
 	struct worker *wk = calloc(nth, sizeof(*wk));
 	if (!r.heaps || !wk) {
@@ -1665,6 +1760,7 @@ out:
 	free(r.odx);
 	free(r.ody);
 	free(r.order);
+	free(r.halo_k);
 	pthread_mutex_destroy(&r.lock);
 	return ret;
 }

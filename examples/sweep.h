@@ -105,7 +105,17 @@ struct sweep_opts {
 	int rank, nranks;    /* this process's share of the work */
 	int progress;        /* draw a progress bar on stderr */
 	int no_willneed;     /* do not madvise(MADV_WILLNEED) the band ahead */
+	uint64_t budget;     /* bytes of the cube that stay resident (a mount's buffer_size); 0: no limit */
+	uint64_t page;       /* the mount's page size (residency granule); 0: 4096 */
 };
+
+/*
+ * The residency budget of the umapfs mount holding `path`: reads
+ * mount_buffer_size and page_size from .umapfs/stats in the file's
+ * directory.  Returns 0 and sets *budget and *page, or -errno (-ENOENT: not
+ * on a umapfs mount).
+ */
+int sweep_mount_budget(const char *path, uint64_t *budget, uint64_t *page);
 
 void sweep_opts_init(struct sweep_opts *o);
 

@@ -50,6 +50,9 @@ static void usage(FILE *f)
 		"  --no-refine         report the grid paths as found (default: refine each reported\n"
 		"                      path within 1 px and one grid step, see umapfs-sweep(1))\n"
 		"  --no-willneed       do not ask the kernel to read the band ahead (MADV_WILLNEED)\n"
+		"  --budget SIZE       bytes of the cube that stay resident (K/M/G suffixes): how far\n"
+		"                      ahead to ask (default: the mount's buffer_size when CUBE is on\n"
+		"                      a umapfs mount, else no limit; 0: no limit)\n"
 		"  --no-samples        leave the samples out of the output\n"
 		"  --progress|--no-progress  progress bar on stderr (default: if a terminal)\n"
 		"  --truth FILE        compare with umapfs-mknight's truth.csv: print each mover\n"
@@ -64,6 +67,27 @@ static int parse_region(const char *s, struct sweep_opts *o)
 			       o->x_lo >= 0 && o->y_lo >= 0 && o->x_hi > o->x_lo && o->y_hi > o->y_lo
 		       ? 0
 		       : -1;
+}
+
+/* A byte count with an optional K, M or G suffix (powers of 1024). */
+static int size_arg(const char *opt, const char *s, uint64_t *out)
+{
+	char *e;
+	errno = 0;
+	unsigned long long v = strtoull(s, &e, 10);
+	unsigned sh = 0;
+	if (*e == 'K' || *e == 'k')
+		sh = 10, e++;
+	else if (*e == 'M' || *e == 'm')
+		sh = 20, e++;
+	else if (*e == 'G' || *e == 'g')
+		sh = 30, e++;
+	if (e == s || *e || errno || s[0] == '-' || (sh && v > (~0ULL >> sh))) {
+		fprintf(stderr, "%s: %s: '%s' is not a size (bytes, with K, M or G)\n", prog, opt, s);
+		return -1;
+	}
+	*out = (uint64_t)v << sh;
+	return 0;
 }
 
 static int num(const char *opt, const char *s, double *out)
@@ -286,12 +310,12 @@ int main(int argc, char **argv)
 	struct sweep_opts o;
 	sweep_opts_init(&o);
 	int backend = -1, top = 10, json = 0, samples = 1, quiet = 0, raw = 0, refine = 1;
-	int progress = isatty(2);
+	int progress = isatty(2), have_budget = 0;
 	double radius = 4;
 	const char *index = NULL, *outpath = NULL, *pngdir = NULL, *pathsfile = NULL, *truthfile = NULL;
 	enum { O_BACKEND = 256, O_INDEX, O_RANDOM, O_EXH, O_SEED, O_VMAX, O_VMIN, O_VSTEP, O_REGION,
 	       O_MINC, O_FLOOR, O_KEEP, O_TOP, O_RADIUS, O_THREADS, O_FORMAT, O_OUTPUT, O_PNG,
-	       O_PATHS, O_NOWN, O_NOREF, O_TRUTH, O_RAW, O_NOSAMP, O_PROG, O_NOPROG, O_QUIET, O_HELP };
+	       O_PATHS, O_NOWN, O_BUDGET, O_NOREF, O_TRUTH, O_RAW, O_NOSAMP, O_PROG, O_NOPROG, O_QUIET, O_HELP };
 	static const struct option lo[] = {
 		{"backend", 1, 0, O_BACKEND}, {"index", 1, 0, O_INDEX}, {"random", 1, 0, O_RANDOM},
 		{"exhaustive", 0, 0, O_EXH}, {"seed", 1, 0, O_SEED}, {"vmax", 1, 0, O_VMAX},
@@ -299,7 +323,7 @@ int main(int argc, char **argv)
 		{"min-count", 1, 0, O_MINC}, {"floor", 1, 0, O_FLOOR}, {"keep", 1, 0, O_KEEP},
 		{"top", 1, 0, O_TOP}, {"radius", 1, 0, O_RADIUS}, {"threads", 1, 0, O_THREADS},
 		{"format", 1, 0, O_FORMAT}, {"output", 1, 0, O_OUTPUT}, {"png", 1, 0, O_PNG},
-		{"paths", 1, 0, O_PATHS}, {"raw", 0, 0, O_RAW}, {"no-refine", 0, 0, O_NOREF}, {"no-willneed", 0, 0, O_NOWN}, {"truth", 1, 0, O_TRUTH}, {"no-samples", 0, 0, O_NOSAMP}, {"progress", 0, 0, O_PROG},
+		{"paths", 1, 0, O_PATHS}, {"raw", 0, 0, O_RAW}, {"no-refine", 0, 0, O_NOREF}, {"no-willneed", 0, 0, O_NOWN}, {"budget", 1, 0, O_BUDGET}, {"truth", 1, 0, O_TRUTH}, {"no-samples", 0, 0, O_NOSAMP}, {"progress", 0, 0, O_PROG},
 		{"no-progress", 0, 0, O_NOPROG}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
 		{0, 0, 0, 0}};
 	int ch;
@@ -399,6 +423,11 @@ int main(int argc, char **argv)
 		case O_RAW: raw = 1; break;
 		case O_NOREF: refine = 0; break;
 		case O_NOWN: o.no_willneed = 1; break;
+		case O_BUDGET:
+			if (size_arg("--budget", optarg, &o.budget))
+				EXIT(2);
+			have_budget = 1;
+			break;
 		case O_TRUTH: truthfile = optarg; break;
 		case O_NOSAMP: samples = 0; break;
 		case O_PROG: progress = 1; break;
@@ -440,6 +469,11 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: %s\n", prog, err);
 		FAIL();
 	}
+	if (!have_budget && c.map && sweep_mount_budget(argv[optind], &o.budget, &o.page) == 0 &&
+	    rank == 0 && !quiet)
+		fprintf(stderr, "%s: %s is on a umapfs mount: buffer %llu MiB, pages of %llu KiB\n", prog,
+			argv[optind], (unsigned long long)(o.budget >> 20),
+			(unsigned long long)(o.page >> 10));
 	if (!raw && sweep_static_enable(&c) != 0) {
 		fprintf(stderr, "%s: out of memory for the static sky image\n", prog);
 		FAIL();
