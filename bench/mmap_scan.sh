@@ -2,18 +2,22 @@
 # bench/mmap_scan.sh: mmap scans of a raw view through umapfs vs kernel mmap
 # of the plain file with the same bytes, side by side in one run.
 #
-#   bench/mmap_scan.sh [-b BUILD_DIR] [-d DIR] [-s SIZE] [-p "64K 256K 1M 4M"]
+#   bench/mmap_scan.sh [-b BUILD_DIR] [-d DIR] [-s SIZE] [-p "64K 256K 1M 4M"] [-B BUFFER]
 #                      [-n TOUCHES] [-m "seq rand"] [-o MOUNT_OPTS] [-r RUNS] [-c CSV_FILE] [-k]
 #
 #   -b  build directory with fs/umapfs, plugins/raw and bench/mmap_scan (default build)
 #   -d  scratch directory, not tmpfs (default /var/tmp/umapfs-mmap-scan)
 #   -s  file size (default 2G)
 #   -p  page sizes to mount with (default "64K 256K 1M 4M")
+#   -B  the mount's buffer_size (default: file size + 256M)
 #   -n  random touches per run (default 16384: 64 MiB of 4 KiB touches)
 #   -m  workloads to run (default "seq rand")
 #   -o  more umapfs mount options (e.g. readahead=4K)
 #   -r  runs per measurement; the median is reported (default 1)
-#   -c  also write every measurement as CSV to this file
+#   -c  also write every measurement as CSV to this file (columns system,
+#       page_size,mode,state,run,mbps,seconds,checksum,peak_rss,peak_kcache;
+#       the last two, for the mount: the daemon's VmHWM and the view's bytes in
+#       the kernel page cache (fincore, sampled), both since the mount, bytes)
 #   -k  keep the data file
 #
 # Workloads: sequential (every 4 KiB page read, start to end) and random
@@ -22,7 +26,7 @@
 # and a fresh mount, whose kernel cache starts empty) and warm (the same scan
 # again at once: the kernel cache holds the pages).  A global drop_caches or
 # sync is avoided: one hung FUSE mount elsewhere would block it.  The mount gets
-# buffer_size = file size + 256M so a warm run can hit everywhere.  Every
+# buffer_size = file size + 256M (-B) so a warm run can hit everywhere.  Every
 # mounted scan must give the checksum of the native one.  Prints MB/s and the
 # ratio umapfs / native.
 set -euo pipefail
@@ -38,19 +42,21 @@ CSV=
 KEEP=0
 MODES="seq rand"
 EXTRA=
-while getopts "b:d:s:p:n:m:o:r:c:kh" o; do
+BUFFER=
+while getopts "b:d:s:p:B:n:m:o:r:c:kh" o; do
 	case $o in
 	b) BUILD=$(cd "$OPTARG" && pwd) ;;
 	d) DIR=$OPTARG ;;
 	s) SIZE=$OPTARG ;;
 	p) PAGES=$OPTARG ;;
+	B) BUFFER=$OPTARG ;;
 	n) TOUCHES=$OPTARG ;;
 	m) MODES=$OPTARG ;;
 	o) EXTRA=,$OPTARG ;;
 	r) RUNS=$OPTARG ;;
 	c) CSV=$OPTARG ;;
 	k) KEEP=1 ;;
-	*) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	*) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 UMAPFS=$BUILD/fs/umapfs
@@ -62,12 +68,17 @@ export UMAPFS_PLUGIN_PATH=$BUILD/plugins
 bytes() { numfmt --from=iec "$1"; }
 SIZE_B=$(bytes "$SIZE")
 BUF_B=$((SIZE_B + 268435456))
+[ -z "$BUFFER" ] || BUF_B=$(bytes "$BUFFER")
+# shellcheck source=mem.sh
+. "$SRC/bench/mem.sh"
 
 mkdir -p "$DIR/mnt"
 DATA=$DIR/scan.bin
 MNT=$DIR/mnt
 cleanup() {
+	mem_stop
 	mountpoint -q "$MNT" && { fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -u -z "$MNT"; }
+	rm -f "$DIR/kcache.max" "$DIR/kcache.max.tmp"
 	[ "$KEEP" = 1 ] || rm -f "$DATA"
 }
 trap cleanup EXIT INT TERM
@@ -80,19 +91,22 @@ fi
 printf 'view scan.raw\n%s 0 rest\n' "$DATA" >"$DIR/scan.txt"
 
 drop() { dd if="$DATA" iflag=nocache count=0 status=none; }
-mount_view() { # mount_view PAGE_SIZE
+DPID=
+mount_view() { # mount_view PAGE_SIZE: mount, sample the view's memory
 	"$UMAPFS" -o "page_size=$1,buffer_size=$BUF_B$EXTRA" "$DIR/scan.txt" "$MNT"
+	DPID=$(umapfs_pid "$MNT")
+	mem_start "$MNT/scan.raw" "$DIR/kcache.max"
 }
-umount_view() { fusermount3 -u "$MNT"; }
+umount_view() { mem_stop; fusermount3 -u "$MNT"; }
 kv() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-[ -n "$CSV" ] && echo "system,page_size,mode,state,run,mbps,seconds,checksum" >"$CSV"
+[ -n "$CSV" ] && echo "system,page_size,mode,state,run,mbps,seconds,checksum,peak_rss,peak_kcache" >"$CSV"
 declare -A RES REFS
 # measure SYSTEM PAGE MODE STATE FILE: RUNS scans (cold: dropped before each; warm:
 # one warming scan first), median into RES.
 measure() {
-	local sys=$1 ps=$2 mode=$3 state=$4 file=$5 args=() vals=() out sum r
+	local sys=$1 ps=$2 mode=$3 state=$4 file=$5 args=() vals=() out sum r mem=","
 	[ "$mode" = rand ] && args=(-r -n "$TOUCHES")
 	for r in $(seq 1 "$RUNS"); do
 		if [ "$state" = cold ]; then
@@ -108,7 +122,10 @@ measure() {
 		fi
 		REFS[$mode]=$sum
 		vals+=("$(kv mbps "$out")")
-		[ -n "$CSV" ] && echo "$sys,$ps,$mode,$state,$r,$(kv mbps "$out"),$(kv seconds "$out"),$sum" >>"$CSV"
+		if [ "$sys" = umapfs ] && [ -n "$DPID" ]; then
+			mem=$(mem_now "$file" "$DPID" "$DIR/kcache.max" | tr ' ' ',')
+		fi
+		[ -n "$CSV" ] && echo "$sys,$ps,$mode,$state,$r,$(kv mbps "$out"),$(kv seconds "$out"),$sum,$mem" >>"$CSV"
 	done
 	RES[$sys,$ps,$mode,$state]=$(printf '%s\n' "${vals[@]}" | median)
 }

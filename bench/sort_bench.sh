@@ -4,7 +4,8 @@
 #
 #   bench/sort_bench.sh [--build DIR] [--scratch DIR] [--out FILE.csv]
 #       [--size SIZE] [--page-size SIZE[,SIZE...]] [--buffer SIZE] [--threads N] [--runs N]
-#       [--modes mount,kernel-cold,kernel-warm] [--mount-opts OPTS] [--keep-scratch]
+#       [--modes mount,kernel-cold,kernel-warm] [--mount-opts OPTS] [--timeout SECONDS]
+#       [--keep-scratch]
 #
 # A file of SIZE bytes of random 64-bit keys (umapfs-sort --generate, a new
 # seed per run) is sorted in place, the same program and the same memory bound
@@ -21,12 +22,17 @@
 # --mount-opts adds umapfs options to the mount (e.g. prefetch=0).
 # Every result is verified afterwards in the backing file (sorted and a
 # permutation of the generated keys); the time includes msync(MS_SYNC).
+# A sort that runs past --timeout seconds (default 3600) is killed and
+# recorded with seconds = the limit and verified = "timeout" (never a result).
 #
 # Writes CSV rows (stdout, or --out):
 #   mode,run,size_bytes,keys,buffer,page_size,threads,seconds,partition_s,
-#   leaves_s,msync_s,wall_s,backing_read_bytes,backing_written_bytes,verified
+#   leaves_s,msync_s,wall_s,backing_read_bytes,backing_written_bytes,verified,
+#   peak_rss,peak_kcache
 # (mode: mount@PAGE_BYTES, kernel-cold or kernel-warm; wall_s: the command's
-# wall time, plus the unmount for the mount) and prints
+# wall time, plus the unmount for the mount; peak_rss = the daemon's VmHWM and
+# peak_kcache = the view's bytes in the kernel page cache (fincore, sampled),
+# mount rows only) and prints
 # median seconds per mode and the ratios mount / kernel-* to stderr.
 set -euo pipefail
 
@@ -42,8 +48,9 @@ RUNS=1
 MODES=mount,kernel-cold,kernel-warm
 KEEP=0
 MOUNT_OPTS=
+TIMEOUT=3600
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -57,6 +64,7 @@ while [ $# -gt 0 ]; do
 	--runs) RUNS=$2; shift 2 ;;
 	--modes) MODES=$2; shift 2 ;;
 	--mount-opts) MOUNT_OPTS=,$2; shift 2 ;;
+	--timeout) TIMEOUT=$2; shift 2 ;;
 	--keep-scratch) KEEP=1; shift ;;
 	-h|--help) usage; exit 0 ;;
 	*) echo "sort_bench.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -94,6 +102,8 @@ for f in "$SORT" "$DAEMON"; do
 	fi
 done
 export UMAPFS_PLUGIN_PATH=$BUILD/plugins
+# shellcheck source=mem.sh
+. "$SRC/bench/mem.sh"
 
 avail=$(df -P -B1 "$SCRATCH_PARENT" | awk 'NR==2 {print $4}')
 if [ "$avail" -lt $((SIZE_B * 2)) ]; then
@@ -106,6 +116,7 @@ MNT=$SCRATCH/mnt
 mkdir -p "$MNT"
 DPID=
 cleanup() {
+	mem_stop
 	if mountpoint -q "$MNT" 2>/dev/null; then fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -u -z "$MNT" 2>/dev/null || true; fi
 	if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
 		sleep 1
@@ -116,7 +127,7 @@ cleanup() {
 trap cleanup EXIT
 
 if [ -n "$OUT" ]; then exec 3>"$OUT"; else exec 3>&1; fi
-echo "mode,run,size_bytes,keys,buffer,page_size,threads,seconds,partition_s,leaves_s,msync_s,wall_s,backing_read_bytes,backing_written_bytes,verified" >&3
+echo "mode,run,size_bytes,keys,buffer,page_size,threads,seconds,partition_s,leaves_s,msync_s,wall_s,backing_read_bytes,backing_written_bytes,verified,peak_rss,peak_kcache" >&3
 
 now() { date +%s.%N; }
 field() { # field KEY LINE: value of KEY=... in a key=value line
@@ -149,7 +160,7 @@ for run in $(seq 1 "$RUNS"); do
 		seed=$((1000 + run))
 		keys=$SCRATCH/keys.bin
 		"$SORT" --generate "$KEYS" --seed "$seed" "$keys" >/dev/null
-		rread=""; rwritten=""
+		rread=""; rwritten=""; mem=","; rc=0
 		case "$mode" in
 		mount@*)
 			printf 'view keys\nkeys.bin 0 rest\n' >"$SCRATCH/desc.txt"
@@ -162,11 +173,18 @@ for run in $(seq 1 "$RUNS"); do
 				kill -0 "$DPID" 2>/dev/null || { cat "$SCRATCH/daemon.err" >&2; exit 1; }
 				sleep 0.05
 			done
+			mem_start "$MNT/keys" "$SCRATCH/kcache.max"
 			t0=$(now)
-			line=$("$SORT" --threads "$THREADS" "$MNT/keys")
-			stats=$(cat "$MNT/.umapfs/stats")
-			fusermount3 -u "$MNT"
-			wait "$DPID" || { echo "sort_bench.sh: daemon exit status $?" >&2; cat "$SCRATCH/daemon.err" >&2; exit 1; }
+			line=$(timeout -k 10 "$TIMEOUT" "$SORT" --threads "$THREADS" "$MNT/keys") || rc=$?
+			mem=$(mem_now "$MNT/keys" "$DPID" "$SCRATCH/kcache.max" | tr ' ' ',')
+			mem_stop
+			if [ $rc = 0 ]; then stats=$(cat "$MNT/.umapfs/stats"); else stats=; fi
+			fusermount3 -u "$MNT" 2>/dev/null || { sleep 2; fusermount3 -u "$MNT"; } || fusermount3 -u -z "$MNT"
+			wait "$DPID" || {
+				st=$?
+				# after a timeout the daemon may have been aborted: its status says nothing
+				[ $rc != 0 ] || { echo "sort_bench.sh: daemon exit status $st" >&2; cat "$SCRATCH/daemon.err" >&2; exit 1; }
+			}
 			DPID=
 			t1=$(now)
 			rread=$(stat_of bytes_read "$stats")
@@ -179,15 +197,21 @@ for run in $(seq 1 "$RUNS"); do
 				cat "$keys" >/dev/null
 			fi
 			t0=$(now)
-			line=$("$SORT" --threads "$THREADS" --mem "$BUF_B" "$keys")
+			line=$(timeout -k 10 "$TIMEOUT" "$SORT" --threads "$THREADS" --mem "$BUF_B" "$keys") || rc=$?
 			t1=$(now)
 			;;
 		*) echo "sort_bench.sh: unknown mode '$mode'" >&2; exit 2 ;;
 		esac
+		if [ $rc = 124 ] || [ $rc = 137 ]; then
+			echo "$mode,$run,$SIZE_B,$KEYS,$BUF_B,$PAGE_B,$THREADS,$TIMEOUT,,,,,,,timeout,$mem" >&3
+			echo "  run $run $mode: no result within $TIMEOUT s (recorded as a timeout)" >&2
+			continue
+		fi
+		[ $rc = 0 ] || { echo "sort_bench.sh: $mode run $run: umapfs-sort failed (status $rc)" >&2; exit 1; }
 		if "$SORT" --verify --seed "$seed" "$keys" >/dev/null; then ok=yes; else ok=no; fi
 		secs=$(field seconds "$line")
 		wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
-		echo "$mode,$run,$SIZE_B,$KEYS,$BUF_B,$PAGE_B,$THREADS,$secs,$(field partition_s "$line"),$(field leaves_s "$line"),$(field msync_s "$line"),$wall,$rread,$rwritten,$ok" >&3
+		echo "$mode,$run,$SIZE_B,$KEYS,$BUF_B,$PAGE_B,$THREADS,$secs,$(field partition_s "$line"),$(field leaves_s "$line"),$(field msync_s "$line"),$wall,$rread,$rwritten,$ok,$mem" >&3
 		echo "$mode $secs $ok" >>"$RESULTS"
 		echo "  run $run $mode: ${secs}s (wall ${wall}s) verified=$ok" >&2
 		[ "$ok" = yes ] || { echo "sort_bench.sh: $mode run $run: the result is not the sorted input" >&2; exit 1; }
@@ -195,14 +219,15 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 # medians and ratios
-median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 declare -A MED
 for mode in $RUNMODES; do
 	MED[$mode]=$(awk -v m="$mode" '$1 == m {print $2}' "$RESULTS" | median)
-	echo "median $mode: ${MED[$mode]} s" >&2
+	echo "median $mode: ${MED[$mode]:-none (no run finished)}${MED[$mode]:+ s}" >&2
 done
 for mode in $RUNMODES; do
 	case "$mode" in mount@*) ;; *) continue ;; esac
+	[ -n "${MED[$mode]}" ] || continue
 	for k in kernel-cold kernel-warm; do
 		if [ -n "${MED[$k]:-}" ]; then
 			awk -v a="${MED[$mode]}" -v b="${MED[$k]}" -v m="$mode" -v k="$k" \

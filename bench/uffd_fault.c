@@ -8,7 +8,7 @@
  *    pages, with the backing bytes
  *      resident: already in the engine's buffer (umapfs only: pure fault
  *                handling, pin + UFFDIO_COPY),
- *      cached:   in memory (a tmpfs copy of the file, /dev/shm; the engine
+ *      cached:   in memory (a tmpfs copy of the file, /dev/shm or -m; the engine
  *                reads it with O_DIRECT, the kernel maps its page cache),
  *      cold:     on disk, the file's cached pages dropped first.
  * 2. Throughput of a random-page workload: threads read 4 KiB at random
@@ -37,6 +37,7 @@
 
 static int csv;
 static const char *dir = "/var/tmp";
+static const char *shmdir = "/dev/shm"; /* the in-memory copy: must be a tmpfs */
 static uint64_t fault_size = 64 * MiB, tp_size = 256 * MiB, tp_buffer = 64 * MiB;
 static double tp_seconds = 1.0;
 static unsigned nthreads = 2;
@@ -262,8 +263,10 @@ static double run_tp(const unsigned char *b, uint64_t size)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: uffd_fault [-c] [-d dir] [-s fault_MiB] [-S tp_MiB] [-b tp_buffer_MiB] [-t secs]\n"
-		"                  [-j threads] [-D] [-F|-T]\n"
+		"usage: uffd_fault [-c] [-d dir] [-m tmpfs_dir] [-s fault_MiB] [-S tp_MiB] [-b tp_buffer_MiB]\n"
+		"                  [-t secs] [-j threads] [-D] [-F|-T]\n"
+		"  -d directory of the files on disk (default /var/tmp), -m of the in-memory copy\n"
+		"     (a tmpfs, default /dev/shm)\n"
 		"  -c CSV (section,page_size,backing,umapfs,kernel_mmap,unit,ratio; ratio = mmap/umapfs\n"
 		"     time for us/page, umapfs/mmap rate for ops/s: > 1 means umapfs is faster)\n"
 		"  -D drop all caches (echo 3 > drop_caches) instead of only the file's pages\n"
@@ -274,10 +277,11 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	int opt, only = 0;
-	while ((opt = getopt(argc, argv, "cd:s:S:b:t:j:DFTh")) != -1) {
+	while ((opt = getopt(argc, argv, "cd:m:s:S:b:t:j:DFTh")) != -1) {
 		switch (opt) {
 		case 'c': csv = 1; break;
 		case 'd': dir = optarg; break;
+		case 'm': shmdir = optarg; break;
 		case 's': fault_size = strtoull(optarg, NULL, 0) * MiB; break;
 		case 'S': tp_size = strtoull(optarg, NULL, 0) * MiB; break;
 		case 'b': tp_buffer = strtoull(optarg, NULL, 0) * MiB; break;
@@ -293,7 +297,7 @@ int main(int argc, char **argv)
 		usage();
 	char disk[512], shm[512];
 	snprintf(disk, sizeof(disk), "%s/uffd_fault-%d.dat", dir, (int)getpid());
-	snprintf(shm, sizeof(shm), "/dev/shm/uffd_fault-%d.dat", (int)getpid());
+	snprintf(shm, sizeof(shm), "%s/uffd_fault-%d.dat", shmdir, (int)getpid());
 	if (csv)
 		printf("section,page_size,backing,umapfs,kernel_mmap,unit,ratio\n");
 

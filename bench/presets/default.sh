@@ -1,13 +1,29 @@
 # bench/run.sh preset "default": this 2-core VM, whole run under 15 minutes.
-# Sizes are bytes with K/M/G suffixes (powers of 1024).  Sourced by run.sh.
+# Sizes are bytes with K/M/G suffixes (powers of 1024); lists are space-separated.
+# Sourced by run.sh, which checks that every variable is set (run.sh --dry-run).
 RUNS=3                      # repetitions of every measurement (median reported)
+TOOL_TIMEOUT=300            # seconds per engine_random / uffd_fault invocation
 
 DISK_SIZE=1G                # disk_uring file
 DISK_SECONDS=2              # random-read duration
 
+# engine: random page reads through the engine vs O_DIRECT pread (engine_random)
+ENGINE_SIZE=256M            # file, twice the buffer
+ENGINE_BUFFER=128M
+ENGINE_PAGE_SIZES="4K 64K 1M"
+ENGINE_THREADS="2"          # thread counts (each at most 4)
+ENGINE_MIB=16               # MiB per pass (at least 2000 pages up to 64K, 2 buffers from 256K)
+
+# uffd: the userfaultfd mapping vs kernel mmap (uffd_fault); sizes in whole MiB
+UFFD_FAULT_SIZE=16M         # per-fault cost over this much (on disk and in /dev/shm)
+UFFD_TP_SIZE=128M           # random 4 KiB reads of a cold file this large ...
+UFFD_TP_BUFFER=32M          # ... through a mapping with this buffer, page sizes 4K..4M
+UFFD_SECONDS=0.5            # per page size
+UFFD_THREADS=2
+
 RAW_SIZE=1G                 # raw view scanned through the mount and as a plain file
 RAW_PAGE_SIZE=1M            # umapfs page size for the raw scans
-RAW_BUFFER=2G               # fits the file: warm runs are kernel-cache hits
+RAW_BUFFER=1280M            # fits the file: warm runs are kernel-cache hits
 RAW_TOUCHES=20000           # random 4 KiB touches per random scan
 
 GRAPH_SCALE=20              # R-MAT 2^20 vertices, edgefactor 16: 128 MiB CSR
@@ -16,16 +32,25 @@ BFS_THREADS=2
 BFS_ROOTS=4
 BFS_PAGE_SIZE=64K           # umapfs page size for the side-by-side BFS
 BFS_BUFFER=512M             # fits the graph
+BFS_TIMEOUT=120             # seconds per search
 
 SWEEP_FRAMES_FIT=24         # nights for the sweep: one that fits SWEEP_BUFFER ...
 SWEEP_FRAMES_BIG=96         # ... and one four times larger
 SWEEP_WIDTH=512
 SWEEP_HEIGHT=512
 SWEEP_BUFFER=32M
-SWEEP_PAGE_SIZE=1M
+SWEEP_PAGE_SIZE=1M          # the night that fits: a page is a whole 1 MiB frame
+SWEEP_PAGE_SIZE_BIG=64K     # the big night: a band of 32 rows, so the buffer holds a band of every frame
 SWEEP_VECTORS=500
-SWEEP_RUNS=1                # the big night thrashes through a small buffer: one run each
-SWEEP_TIMEOUT=150
+SWEEP_RUNS=1                # one run of each sweep configuration
+SWEEP_TIMEOUT=150           # seconds per sweep; longer is recorded as a timeout
+
+# sort: the in-place sort through a writable mount vs kernel mmap (sort_bench.sh)
+SORT_SIZE=128M              # of 64-bit keys
+SORT_BUFFER=32M             # the mount's buffer_size and the sort's --mem
+SORT_PAGE_SIZES="64K 1M"
+SORT_THREADS=2
+SORT_TIMEOUT=120            # seconds per sort
 
 # The page-size study (BFS and the sweep, cold, fresh mount per run).
 STUDY_PAGE_SIZES="4K 16K 64K 256K 1M 4M"

@@ -1,12 +1,28 @@
-# bench/run.sh preset "large": real hardware (many cores, GiB-scale data, LSST-sized frames).
+# bench/run.sh preset "large": real hardware (many cores, fast NVMe, RAM well above
+# the largest buffer_size + the kernel's cache of the data: 64 GiB or more, and
+# about 100 GiB free in the scratch directory).  Check it first with
+#   bench/run.sh --preset large --dry-run
 RUNS=3
+TOOL_TIMEOUT=3600
 
 DISK_SIZE=16G
 DISK_SECONDS=10
 
+ENGINE_SIZE=32G
+ENGINE_BUFFER=8G
+ENGINE_PAGE_SIZES="4K 64K 1M 4M"
+ENGINE_THREADS="1 4"
+ENGINE_MIB=1024
+
+UFFD_FAULT_SIZE=1G
+UFFD_TP_SIZE=32G
+UFFD_TP_BUFFER=4G
+UFFD_SECONDS=5
+UFFD_THREADS=$(( $(nproc) < 16 ? $(nproc) : 16 ))
+
 RAW_SIZE=16G
 RAW_PAGE_SIZE=1M
-RAW_BUFFER=32G
+RAW_BUFFER=20G              # fits the file
 RAW_TOUCHES=200000
 
 GRAPH_SCALE=26              # 2^26 vertices: ~8 GiB CSR
@@ -14,15 +30,25 @@ GRAPH_EDGEFACTOR=16
 BFS_THREADS=$(nproc)
 BFS_ROOTS=8
 BFS_PAGE_SIZE=64K
-BFS_BUFFER=16G
+BFS_BUFFER=16G              # fits the graph
+BFS_TIMEOUT=1800
 
-SWEEP_FRAMES_FIT=64         # 4k x 4k float32 frames: 64 MiB each
+SWEEP_FRAMES_FIT=64         # 4k x 4k float32 frames: 64 MiB each (a row: 16 KiB)
 SWEEP_FRAMES_BIG=256
 SWEEP_WIDTH=4096
 SWEEP_HEIGHT=4096
 SWEEP_BUFFER=4G
-SWEEP_PAGE_SIZE=1M
+SWEEP_PAGE_SIZE=1M          # 64 rows
+SWEEP_PAGE_SIZE_BIG=1M      # a band of 64 rows of each of the 256 frames: 256 MiB
 SWEEP_VECTORS=200000
+SWEEP_RUNS=3
+SWEEP_TIMEOUT=3600
+
+SORT_SIZE=32G
+SORT_BUFFER=8G
+SORT_PAGE_SIZES="64K 1M 4M"
+SORT_THREADS=$(nproc)
+SORT_TIMEOUT=3600
 
 STUDY_PAGE_SIZES="4K 8K 16K 32K 64K 128K 256K 512K 1M 2M 4M"
 STUDY_BFS_BUFFERS="2G 16G"
