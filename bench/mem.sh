@@ -8,7 +8,8 @@
 #   mem_now FILE PID STATE prints "PEAK_RSS PEAK_KCACHE" in bytes so far: the
 #                          VmHWM of process PID (the daemon) and the largest of
 #                          the samples and a fresh one
-#   mem_stop               stops the sampler
+#   mem_stop               stops the sampler (and waits until it no longer has
+#                          FILE open)
 #   umapfs_pid MNT         the pid of the umapfs daemon serving mount point MNT
 #                          (the process whose command line has MNT as an
 #                          argument), or nothing
@@ -24,6 +25,9 @@ mem_start() {
 	local f=$1 state=$2
 	echo 0 >"$state"
 	(
+		# on TERM, finish the fincore in progress (it holds FILE open: an
+		# unmount right after mem_stop would fail with EBUSY), then exit
+		trap 'exit 0' TERM
 		max=0
 		while :; do
 			r=$(timeout -k 1 5 fincore --bytes --noheadings --output RES "$f" 2>/dev/null || echo 0)
@@ -31,7 +35,8 @@ mem_start() {
 				max=$r
 				echo "$max" >"$state.tmp" && mv -f "$state.tmp" "$state"
 			fi
-			sleep "${MEM_INTERVAL:-0.5}"
+			sleep "${MEM_INTERVAL:-0.5}" &
+			wait $! || kill $! 2>/dev/null
 		done
 	) &
 	MEM_SAMPLER=$!

@@ -97,7 +97,7 @@ mount_view() { # mount_view PAGE_SIZE: mount, sample the view's memory
 	DPID=$(umapfs_pid "$MNT")
 	mem_start "$MNT/scan.raw" "$DIR/kcache.max"
 }
-umount_view() { mem_stop; fusermount3 -u "$MNT"; }
+umount_view() { mem_stop; fusermount3 -u "$MNT" || { sleep 1; fusermount3 -u "$MNT"; }; }
 kv() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
