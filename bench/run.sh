@@ -51,7 +51,7 @@ KEEP=0
 DRY=0
 RUNS_OVERRIDE=
 
-usage() { sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -159,15 +159,18 @@ check_preset() { # every variable of the selected sections set and well-formed
 			esac
 		done
 	done
-	if want uffd && [ ${#bad[@]} = 0 ]; then
+	if want uffd; then
 		for v in UFFD_FAULT_SIZE UFFD_TP_SIZE UFFD_TP_BUFFER; do
+			is_size "${!v:-}" || continue
 			[ $(($(bytes "${!v}") % 1048576)) = 0 ] || bad+=("$v: uffd_fault takes whole MiB")
 		done
-		[ "$UFFD_THREADS" -le 16 ] || bad+=("UFFD_THREADS: at most 16")
+		! is_int "${UFFD_THREADS:-}" || [ "$UFFD_THREADS" -le 16 ] || bad+=("UFFD_THREADS: at most 16")
 	fi
-	if want engine && [ ${#bad[@]} = 0 ]; then
-		for x in $ENGINE_THREADS; do [ "$x" -le 4 ] || bad+=("ENGINE_THREADS: at most 4 each"); done
-		set -- $ENGINE_THREADS
+	if want engine; then
+		for x in ${ENGINE_THREADS:-}; do
+			! is_int "$x" || [ "$x" -le 4 ] || bad+=("ENGINE_THREADS: at most 4 each")
+		done
+		set -- ${ENGINE_THREADS:-}
 		[ $# -le 4 ] || bad+=("ENGINE_THREADS: at most 4 thread counts")
 	fi
 	if [ ${#bad[@]} -gt 0 ]; then
@@ -421,7 +424,7 @@ abort_scratch_mounts() {
 	local c p
 	for c in /proc/[0-9]*/cmdline; do
 		p=${c#/proc/}; p=${p%/cmdline}
-		tr '\0' ' ' <"$c" 2>/dev/null | grep -q "fs/umapfs .*$SCRATCH" && fuse_abort "$p"
+		{ tr '\0' ' ' <"$c"; } 2>/dev/null | grep -q "fs/umapfs .*$SCRATCH" && fuse_abort "$p"
 	done
 	return 0
 }
@@ -455,7 +458,7 @@ reap_scratch_daemons() {
 	local c p i
 	for c in /proc/[0-9]*/cmdline; do
 		p=${c#/proc/}; p=${p%/cmdline}
-		tr '\0' ' ' <"$c" 2>/dev/null | grep -q "fs/umapfs .*$SCRATCH" || continue
+		{ tr '\0' ' ' <"$c"; } 2>/dev/null | grep -q "fs/umapfs .*$SCRATCH" || continue
 		case " ${DAEMONS[*]:-} " in *" $p "*) continue ;; esac
 		echo "run.sh: umapfs pid $p (under $SCRATCH) outlived its script: aborting it" >&2
 		fuse_abort "$p"
