@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/mem.sh: the memory of a umapfs mount, for bench/run.sh and the bench
 # scripts (sourced; bash).
 #

@@ -197,7 +197,7 @@ npoints() { # npoints "PAGES" "BUFFERS": study points (page <= buffer)
 	echo $n
 }
 plan() {
-	local s peak=0 graph=0 d line limit=0 words
+	local s peak=0 graph=0 d line limit=0
 	printf 'bench/run.sh plan: preset %s (%s), runs %s, scratch under %s\n' "$PRESET" "$preset_file" \
 		"$RUNS" "$SCRATCH_PARENT"
 	want bfs || want study && graph=$(csr_bytes)
