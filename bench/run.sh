@@ -283,9 +283,29 @@ SHM_FILES=()   # /dev/shm directories (uffd_fault's in-memory copies)
 # shellcheck source=mem.sh
 . "$SRC/bench/mem.sh"
 
+GUARDED_PID=  # a helper script running under guarded
+descendants() { # descendants PID: its children, grandchildren, ...
+	local c
+	for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+		echo "$c"
+		descendants "$c"
+	done
+}
+
 cleanup() {
 	local rc=$?
 	set +e
+	if [ -n "$GUARDED_PID" ] && kill -0 "$GUARDED_PID" 2>/dev/null; then
+		# stop the helper and what it runs; its own exit trap unmounts its mount
+		local kids i
+		kids=$(descendants "$GUARDED_PID")
+		# shellcheck disable=SC2086
+		kill -TERM "$GUARDED_PID" $kids 2>/dev/null
+		abort_scratch_mounts
+		for i in $(seq 1 20); do kill -0 "$GUARDED_PID" 2>/dev/null || break; sleep 0.5; done
+		# shellcheck disable=SC2086
+		kill -KILL "$GUARDED_PID" $kids 2>/dev/null
+	fi
 	mem_stop
 	[ ${#SHM_FILES[@]} = 0 ] || rm -rf "${SHM_FILES[@]}"
 	for p in "${DAEMONS[@]}"; do [ -n "$p" ] && fuse_abort "$p"; done
@@ -434,6 +454,7 @@ guarded() {
 	shift
 	"$@" &
 	pid=$!
+	GUARDED_PID=$pid
 	for ((i = 0; i < limit; i++)); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 1
@@ -448,6 +469,7 @@ guarded() {
 		abort_scratch_mounts
 	fi
 	wait "$pid" || rc=$?
+	GUARDED_PID=
 	reap_scratch_daemons
 	return $rc
 }
