@@ -18,6 +18,8 @@
  * engine alternate in chunks of 1/16 pass so a noisy machine hits both
  * alike; two rounds with new sequences.  MB/s = bytes asked for / wall time.  The engine's advantage, where
  * it has one, comes from pages it still holds (hit%, of the warm pass).
+ * peak_rss (CSV) is the process's peak resident bytes so far (getrusage):
+ * the engine's buffer and bookkeeping (O_DIRECT reads leave no page cache).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -284,7 +287,7 @@ int main(int argc, char **argv)
 	char h1[32], h2[32];
 	if (c.csv)
 		printf("page,threads,pages_per_pass,raw_mbps,engine_cold_mbps,engine_warm_mbps,"
-		       "cold_ratio,warm_ratio,warm_hit_pct\n");
+		       "cold_ratio,warm_ratio,warm_hit_pct,peak_rss\n");
 	else
 		printf("engine_random: %s (%s), buffer %s, FIFO, O_DIRECT both sides\n"
 		       "passes of %" PRIu64 " MiB: cold = engine from empty, warm = next pass, buffer full\n"
@@ -370,9 +373,11 @@ int main(int argc, char **argv)
 			double mb = 2.0 * (double)n * (double)ps / 1e6; /* per side, per kind of pass */
 			double raw = 2 * mb / traw, cold = mb / tcold, warm = mb / twarm;
 			double hit = lookups ? 100.0 * (double)hits / (double)lookups : 0;
+			struct rusage ru;
+			getrusage(RUSAGE_SELF, &ru);
 			if (c.csv)
-				printf("%" PRIu64 ",%d,%zu,%.1f,%.1f,%.1f,%.3f,%.3f,%.1f\n", ps, nt, n, raw, cold,
-				       warm, cold / raw, warm / raw, hit);
+				printf("%" PRIu64 ",%d,%zu,%.1f,%.1f,%.1f,%.3f,%.3f,%.1f,%lld\n", ps, nt, n, raw,
+				       cold, warm, cold / raw, warm / raw, hit, (long long)ru.ru_maxrss * 1024);
 			else
 				printf("%6s %3d %7zu %9.1f %10.1f %10.1f %6.2f %6.2f %5.1f\n", human(ps, h1), nt,
 				       n, raw, cold, warm, cold / raw, warm / raw, hit);

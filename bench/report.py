@@ -210,7 +210,9 @@ def main():
     if memrows:
         md.append("")
         md.append("Memory of each mount: the daemon's peak RSS (VmHWM) and the view's peak bytes in "
-                  "the kernel page cache (fincore, sampled every 0.5 s), largest over the runs.")
+                  "the kernel page cache (fincore, sampled every 0.5 s), largest over the runs; "
+                  "engine: the peak RSS of the engine_random process (the engine in-process; "
+                  "O_DIRECT leaves no page cache).")
         md.append("")
         md.append("| section | workload | page / buffer | data | peak daemon RSS | peak kernel cache | sum | sum - buffer |")
         md.append("|---|---|---|---|---|---|---|---|")

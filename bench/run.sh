@@ -547,7 +547,8 @@ section_disk() {
 # through a fresh engine (umapfs_view_read; cold: from an empty buffer, warm:
 # the next pass, buffer full) and with O_DIRECT pread (no cache: "cold"); its
 # CSV rows (page,threads,pages_per_pass,raw_mbps,engine_cold_mbps,
-# engine_warm_mbps,cold_ratio,warm_ratio,warm_hit_pct) are folded in.
+# engine_warm_mbps,cold_ratio,warm_ratio,warm_hit_pct,peak_rss) are folded in;
+# peak_rss is engine_random's own (one call per page size), in the memory table.
 section_engine() {
 	if [ ! -x "$B/engine_random" ]; then
 		MISSING+=("engine (bench/engine_random not built)")
@@ -570,10 +571,11 @@ section_engine() {
 				MISSING+=("engine, page $ps, run $rep: engine_random failed ($rc)")
 				continue
 			fi
-			while IFS=, read -r p t n rawm cold warm cr wr hit; do
+			while IFS=, read -r p t n rawm cold warm cr wr hit rss; do
 				wl="rand-read-$(human "$p")-${t}t"
-				record engine "$wl" umapfs cold "$p" "$buf" "$size" "$rep" bandwidth "$cold" MB/s higher
-				record engine "$wl" umapfs warm "$p" "$buf" "$size" "$rep" bandwidth "$warm" MB/s higher
+				# memory: the process's peak RSS (the engine); O_DIRECT leaves no page cache
+				record engine "$wl" umapfs cold "$p" "$buf" "$size" "$rep" bandwidth "$cold" MB/s higher "$rss" 0
+				record engine "$wl" umapfs warm "$p" "$buf" "$size" "$rep" bandwidth "$warm" MB/s higher "$rss" 0
 				record engine "$wl" odirect-pread cold "$p" 0 "$size" "$rep" bandwidth "$rawm" MB/s higher
 				say "engine page $(human "$p"), $t threads: engine cold $cold MB/s, warm $warm MB/s ($hit% hits), O_DIRECT pread $rawm MB/s"
 			done < <(echo "$out" | tail -n +2)
