@@ -666,6 +666,7 @@ section_raw() {
 		if [ "$sys" = umapfs ]; then sysname=umapfs; psb=$(bytes "$ps"); b=$buf; fi
 		local wl="seq-scan"
 		[ "$mode" = rand ] && wl="rand-4K-touches"
+		[ "$mode" = sparse ] && wl="sparse-4K-touches"
 		record raw "$wl" "$sysname" "$st" "$psb" "$b" "$rb" "$run" bandwidth "$mbps" MB/s higher "$rss" "$kc"
 	done
 	rm -rf "$SCRATCH/raw"
