@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -23,6 +24,7 @@
 #include <fitsio.h>
 
 #include "sweep.h"
+#include "umapfs/ioctl.h"
 
 static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -1335,6 +1337,7 @@ struct run {
 	_Atomic long ahead; /* start rows whose reach in every plane was asked for (MADV_WILLNEED) */
 	long ahead_first;   /* ahead's initial value: the first request also covers rows above */
 	long ahead_rows;    /* how far ahead of the band to ask */
+	int pf_fd;          /* the cube on a umapfs mount: UMAPFS_IOC_PREFETCH, else -1 (madvise) */
 	int err;
 	char errmsg[512];
 	pthread_mutex_t lock;
@@ -1358,6 +1361,25 @@ static void run_error(struct run *r, int e, const char *msg)
 	atomic_store(&r->stop, 1);
 }
 
+/* Are all pages of [a, b) of a mapping in the page cache?  (mincore: no I/O, no FUSE request) */
+static int all_resident(uintptr_t a, uintptr_t b)
+{
+	unsigned char vec[256];
+	uintptr_t p = a & ~(uintptr_t)4095;
+	while (p < b) {
+		size_t n = (b - p + 4095) / 4096;
+		if (n > sizeof(vec))
+			n = sizeof(vec);
+		if (mincore((void *)p, n * 4096, vec) != 0)
+			return 0;
+		for (size_t i = 0; i < n; i++)
+			if (!(vec[i] & 1))
+				return 0;
+		p += n * 4096;
+	}
+	return 1;
+}
+
 /*
  * Ask the kernel to read, in the background (MADV_WILLNEED), what paths
  * starting on rows [ahead, upto) reach: in plane k the rows within halo_k of
@@ -1372,9 +1394,12 @@ static void prefetch_rows(struct run *r, long upto)
 	if (upto > c->h)
 		upto = c->h;
 	long from = atomic_load(&r->ahead);
-	while (from < upto && !atomic_compare_exchange_weak(&r->ahead, &from, upto))
+	/* in steps of half the distance ahead: fewer, larger requests */
+	long step = r->ahead_rows / 2 > 1 ? r->ahead_rows / 2 : 1;
+	while (from < upto && (upto - from >= step || upto == c->h || from == r->ahead_first) &&
+	       !atomic_compare_exchange_weak(&r->ahead, &from, upto))
 		;
-	if (from >= upto)
+	if (from >= upto || (upto - from < step && upto != c->h && from != r->ahead_first))
 		return;
 	size_t es = type_size(c->type), row = (size_t)c->w * es;
 	size_t plane = row * (size_t)c->h;
@@ -1390,6 +1415,14 @@ static void prefetch_rows(struct run *r, long upto)
 			continue;
 		uintptr_t a = base + k * plane + (size_t)lo * row;
 		uintptr_t b = base + k * plane + (size_t)hi * row;
+		if (all_resident(a, b))
+			continue; /* a second pass over a cached cube asks for nothing */
+		if (r->pf_fd >= 0) {
+			/* one request per plane, no READ per 4 KiB block */
+			struct umapfs_ioc_range rg = {.offset = a - (uintptr_t)c->map, .length = b - a};
+			if (ioctl(r->pf_fd, UMAPFS_IOC_PREFETCH, &rg) == 0)
+				continue;
+		}
 		uintptr_t al = a & ~(uintptr_t)4095;
 		madvise((void *)al, b - al, MADV_WILLNEED);
 	}
@@ -1595,6 +1628,7 @@ long sweep_run(const struct sweep_cube *c, const struct sweep_opts *o, struct sw
 {
 	struct run r;
 	memset(&r, 0, sizeof(r));
+	r.pf_fd = -1;
 	r.c = c;
 	r.o = o;
 	long ret = 0;
@@ -1685,6 +1719,15 @@ long sweep_run(const struct sweep_cube *c, const struct sweep_opts *o, struct sw
 			r.halo_k[k] = (long)ceil(o->vmax * c->dt[k]) + 2;
 	}
 	r.ahead_first = r.ahead;
+	if (c->map && !o->no_willneed) {
+		/* on a umapfs mount, ask the daemon itself (see umapfs/ioctl.h) */
+		int fd = open(c->path, O_RDONLY | O_CLOEXEC);
+		struct umapfs_ioc_range probe = {0, 0};
+		if (fd >= 0 && ioctl(fd, UMAPFS_IOC_PREFETCH, &probe) == 0)
+			r.pf_fd = fd;
+		else if (fd >= 0)
+			close(fd);
+	}
 	r.ahead_rows = ahead_rows_for(&r, 4 + 2 * nth);
 	r.heaps = calloc(nth, sizeof(struct heap));
 	struct worker *wk = calloc(nth, sizeof(*wk));
@@ -1761,6 +1804,8 @@ out:
 	free(r.ody);
 	free(r.order);
 	free(r.halo_k);
+	if (r.pf_fd >= 0)
+		close(r.pf_fd);
 	pthread_mutex_destroy(&r.lock);
 	return ret;
 }

@@ -16,6 +16,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "umapfs/ioctl.h"
 #include "umapfs_i.h"
 
 #define ATTR_TIMEOUT 86400.0 /* views never change size or owner */
@@ -254,6 +255,7 @@ static struct textbuf *make_stats(struct daemon *d)
 		      "fuse_flush_errors %llu\n"
 		      "seq_prefetches %llu\n"
 		      "copied_reads %llu\n"
+		      "ioctl_prefetches %llu\n"
 		      "readahead_bytes %llu\n",
 		      (unsigned long long)d->opt.buffer_size, (unsigned long long)kc_bytes,
 		      (unsigned long long)kc_budget, (unsigned long long)d->c.stores,
@@ -265,6 +267,7 @@ static struct textbuf *make_stats(struct daemon *d)
 		      (unsigned long long)d->c.flush_errors,
 		      (unsigned long long)d->c.prefetch_requests,
 		      (unsigned long long)d->c.copied_reads,
+		      (unsigned long long)d->c.ioctl_prefetches,
 		      (unsigned long long)d->opt.readahead);
 	t->len = (size_t)l < cap ? (size_t)l : cap - 1;
 	return t;
@@ -605,6 +608,52 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	fuse_reply_err(req, err);
 }
 
+/*
+ * UMAPFS_IOC_PREFETCH (umapfs/ioctl.h): fill a range in the background and
+ * push its pages whole, skipping the pages the kernel already holds whole.
+ * Nothing here waits for a fill.
+ */
+static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+		     struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
+		     size_t out_bufsz)
+{
+	struct daemon *d = req_daemon(req);
+	(void)arg, (void)fi, (void)flags, (void)out_bufsz;
+	struct node *n = node_by_ino(d, ino);
+	if (!n || n->kind != NODE_VIEW || cmd != UMAPFS_IOC_PREFETCH) {
+		fuse_reply_err(req, ENOTTY);
+		return;
+	}
+	struct umapfs_ioc_range r;
+	if (in_bufsz < sizeof(r)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	memcpy(&r, in_buf, sizeof(r));
+	if (r.offset + r.length < r.offset) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	uint64_t end = r.offset + r.length < n->size ? r.offset + r.length : n->size;
+	if (r.offset < end) {
+		uint64_t ps = n->page_size, p = r.offset / ps, last = (end - 1) / ps;
+		while (p <= last) {
+			while (p <= last && kc_pushed(d, n, p))
+				p++;
+			uint64_t q = p;
+			while (q <= last && !kc_pushed(d, n, q))
+				q++;
+			if (p < q) {
+				uint64_t hi = q * ps < n->size ? q * ps : n->size;
+				if (umapfs_view_prefetch(n->view, p * ps, hi - p * ps, NULL, NULL, -1) == 0)
+					atomic_fetch_add(&d->c.ioctl_prefetches, 1);
+			}
+			p = q;
+		}
+	}
+	fuse_reply_ioctl(req, 0, NULL, 0);
+}
+
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct daemon *d = req_daemon(req);
@@ -635,4 +684,5 @@ const struct fuse_lowlevel_ops umapfs_ops = {
 	.flush = op_flush,
 	.fsync = op_fsync,
 	.statfs = op_statfs,
+	.ioctl = op_ioctl,
 };

@@ -108,7 +108,7 @@ struct kc_entry {
 struct daemon_counters {
 	_Atomic uint64_t reads, read_bytes, writes, write_bytes, flushes, flush_errors;
 	_Atomic uint64_t stores, store_bytes, stores_deferred, invals, inval_bytes;
-	_Atomic uint64_t prefetch_requests, copied_reads;
+	_Atomic uint64_t prefetch_requests, copied_reads, ioctl_prefetches;
 };
 
 struct daemon {

@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "umapfs/ioctl.h"
 
 #define A_SIZE ((3u << 20) + 123)
 #define B_SIZE (5u << 20)
@@ -247,4 +249,61 @@ Test(views, stats_show_page_and_buffer)
 	check_read("v2", v2, v2_size);
 	s = slurp(path);
 	cr_assert_gt(stats_get(s, "fuse_reads"), r1);
+}
+
+/* Bytes of `path` [off, off+len) in the kernel page cache, by mincore of a mapping. */
+static size_t cached_bytes(int fd, size_t off, size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off);
+	cr_assert_neq(p, MAP_FAILED, "mmap: %s", strerror(errno));
+	size_t n = (len + 4095) / 4096, got = 0;
+	unsigned char *vec = malloc(n);
+	cr_assert_eq(mincore(p, len, vec), 0, "mincore: %s", strerror(errno));
+	for (size_t i = 0; i < n; i++)
+		got += (vec[i] & 1) * 4096u;
+	free(vec);
+	munmap(p, len);
+	return got;
+}
+
+Test(views, ioctl_prefetch_pushes_whole_pages)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/v2", m.mnt);
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	/* 256 KiB (16 pages) at 1 MiB: nothing cached before, all of it after, no READ */
+	const size_t off = 1u << 20, len = 256u << 10;
+	cr_assert_eq(cached_bytes(fd, off, len), 0);
+	snprintf(path, sizeof(path), "%s/.umapfs/stats", m.mnt);
+	uint64_t reads0 = stats_get(slurp(path), "fuse_reads");
+	struct umapfs_ioc_range rg = {.offset = off, .length = len};
+	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH, &rg), 0, "ioctl: %s", strerror(errno));
+	size_t got = 0;
+	for (int i = 0; i < 500 && (got = cached_bytes(fd, off, len)) < len; i++)
+		usleep(10000);
+	cr_assert_eq(got, len, "after 5 s only %zu of %zu bytes pushed", got, len);
+	const char *s = slurp(path);
+	cr_assert_eq(stats_get(s, "fuse_reads"), reads0, "a prefetch needs no READ:\n%s", s);
+	cr_assert_geq(stats_get(s, "ioctl_prefetches"), 1, "stats:\n%s", s);
+	/* the pushed bytes are the view's */
+	unsigned char *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off);
+	cr_assert_neq(p, MAP_FAILED);
+	cr_assert(memcmp(p, v2 + off, len) == 0, "pushed bytes differ from the extents");
+	munmap(p, len);
+	/* a range past the end is clipped; an overflowing one is refused */
+	rg.offset = v2_size - 100;
+	rg.length = 1u << 30;
+	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH, &rg), 0, "%s", strerror(errno));
+	rg.offset = UINT64_MAX - 10;
+	rg.length = 100;
+	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH, &rg), -1);
+	cr_assert_eq(errno, EINVAL);
+	close(fd);
+	/* not a view: ENOTTY, as for any file that does not know the request */
+	int sfd = open(path, O_RDONLY);
+	cr_assert_geq(sfd, 0);
+	cr_assert_eq(ioctl(sfd, UMAPFS_IOC_PREFETCH, &rg), -1);
+	cr_assert_eq(errno, ENOTTY);
+	close(sfd);
 }

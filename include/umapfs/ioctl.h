@@ -1,0 +1,34 @@
+/*
+ * umapfs/ioctl.h: requests a program may send to a file of a umapfs mount.
+ *
+ * The kernel passes these to the daemon as FUSE ioctls: they work on any
+ * file descriptor of a mounted view (opened read-only is enough) and need no
+ * library.  A file that is not a umapfs view answers ENOTTY, so a program can
+ * try the request and fall back to madvise(MADV_WILLNEED) elsewhere.
+ */
+#ifndef UMAPFS_IOCTL_H
+#define UMAPFS_IOCTL_H
+
+#include <linux/ioctl.h>
+#include <stdint.h>
+
+/* A byte range of a view. */
+struct umapfs_ioc_range {
+	uint64_t offset;
+	uint64_t length;
+};
+
+/*
+ * UMAPFS_IOC_PREFETCH: fill the view's pages covering the range in the
+ * background, with as many reads in flight as the engine allows, and push
+ * each into the kernel page cache whole as it is filled: the next access is a
+ * page-cache hit, with no READ request per 4 KiB as MADV_WILLNEED on a FUSE
+ * file costs.  Pages the kernel already holds whole are skipped.  Returns at
+ * once (0); a range past the end of the view is clipped; errors: EINVAL
+ * (length overflows), ENOTTY (not a view).  The pages count against the
+ * mount's buffer_size like any others, so asking for more than the buffer
+ * holds pushes out older pages.
+ */
+#define UMAPFS_IOC_PREFETCH _IOW('u', 1, struct umapfs_ioc_range)
+
+#endif
