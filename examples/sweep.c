@@ -1446,6 +1446,9 @@ static long ahead_rows_for(const struct run *r, long band)
 		ahead = 8;
 	if (!o->budget || !c->map)
 		return ahead;
+	/* a cube the budget holds: ask for all of it at once, the deepest queue */
+	if (row * (double)c->h * (double)c->n <= 0.75 * (double)o->budget)
+		return c->h;
 	double page = o->page ? (double)o->page : 4096.0;
 	double need = 0;
 	for (long k = 0; k < c->n; k++) {
