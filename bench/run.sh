@@ -761,14 +761,14 @@ make_graph() {
 		die "rmat_gen failed"
 	printf 'view graph.csr\n%s 0 rest\n' "$GRAPH" >"$SCRATCH/graph.desc"
 	GRAPH_BYTES=$(stat -c %s "$GRAPH")
-	rm -f "$SCRATCH/bfs.ref"
+	rm -f "$SCRATCH"/bfs.ref.*
 }
 
 # bfs_once FILE -> the bfs output line; returns 3 past BFS_TIMEOUT, 4 if bfs
 # failed.  Every search must give the checksum of the first one (kept in a
 # file: this runs in a command substitution), or the run stops.
 bfs_once() {
-	local out sum ref=$SCRATCH/bfs.ref rc=0
+	local out sum ref=$SCRATCH/bfs.ref.$BFS_ROOTS rc=0
 	out=$(timeout -k 5 "$BFS_TIMEOUT" "$B/bfs" -t "$BFS_THREADS" -r "$BFS_ROOTS" "$1") || rc=$?
 	if timed_out $rc; then
 		echo "run.sh: bfs on $1 did not finish within $BFS_TIMEOUT s" >&2
@@ -893,6 +893,10 @@ section_study() {
 	fi
 	make_graph
 	local mnt=$SCRATCH/mnt-study buf ps rep out mem rc
+	# fewer searches per point than the side-by-side BFS: a buffer smaller
+	# than the graph turns every miss into a read of a page (dynamic scope:
+	# bfs_once sees this BFS_ROOTS)
+	local BFS_ROOTS=${STUDY_BFS_ROOTS:-$BFS_ROOTS}
 	for buf in $STUDY_BFS_BUFFERS; do
 		for ps in $STUDY_PAGE_SIZES; do
 			if [ "$(bytes "$ps")" -gt "$(bytes "$buf")" ]; then continue; fi

@@ -34,15 +34,15 @@ BFS_PAGE_SIZE=64K           # umapfs page size for the side-by-side BFS
 BFS_BUFFER=512M             # fits the graph
 BFS_TIMEOUT=120             # seconds per search
 
-SWEEP_FRAMES_FIT=24         # nights for the sweep: one that fits SWEEP_BUFFER ...
-SWEEP_FRAMES_BIG=96         # ... and one four times larger
-SWEEP_WIDTH=512
-SWEEP_HEIGHT=512
-SWEEP_BUFFER=32M
-SWEEP_PAGE_SIZE=1M          # the night that fits: a page is a whole 1 MiB frame
-SWEEP_PAGE_SIZE_BIG=64K     # the big night: a band of 32 rows, so the buffer holds a band of every frame
-SWEEP_VECTORS=500
-SWEEP_RUNS=1                # one run of each sweep configuration
+SWEEP_FRAMES_FIT=14         # nights of 1024x1024 float32 frames (4 MiB each): one that fits SWEEP_BUFFER ...
+SWEEP_FRAMES_BIG=64         # ... and one four times larger (256 MiB)
+SWEEP_WIDTH=1024
+SWEEP_HEIGHT=1024
+SWEEP_BUFFER=64M
+SWEEP_PAGE_SIZE=1M          # the night that fits: a page is a quarter frame
+SWEEP_PAGE_SIZE_BIG=64K     # the big night: a band of 16 rows, so the buffer holds the band's reach in every frame
+SWEEP_VECTORS=200000        # random vectors per sweep (as in the reference application)
+SWEEP_RUNS=3                # repetitions of each sweep configuration (median reported)
 SWEEP_TIMEOUT=150           # seconds per sweep; longer is recorded as a timeout
 
 # sort: the in-place sort through a writable mount vs kernel mmap (sort_bench.sh)
@@ -54,8 +54,9 @@ SORT_TIMEOUT=120            # seconds per sort
 
 # The page-size study (BFS and the sweep, cold, fresh mount per run).
 STUDY_PAGE_SIZES="4K 16K 64K 256K 1M 4M"
-STUDY_BFS_BUFFERS="64M 512M"          # half the graph, and all of it
-STUDY_SWEEP_BUFFERS="8M 32M"
+STUDY_BFS_BUFFERS="112M 512M"         # seven eighths of the graph, and all of it
+STUDY_BFS_ROOTS=1                     # searches per study point
+STUDY_SWEEP_BUFFERS="32M 64M"         # the big night (256 MiB) through an eighth and a quarter of it
 STUDY_RUNS=1                          # repetitions per study point
-STUDY_SWEEP_PAGE_SIZES="16K 256K 4M"  # the sweep's study points (each regenerates the night)
+STUDY_SWEEP_PAGE_SIZES="16K 64K 256K 1M"  # the sweep's study points (each regenerates the night)
 STUDY_TIMEOUT=40                      # seconds; a study point that takes longer is recorded as a timeout
