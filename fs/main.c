@@ -96,6 +96,7 @@ static void usage(FILE *f)
 		"  -o readahead=SIZE   kernel readahead window of the mount (default: 4K;\n"
 		"                      page size, at most 1M, if a view is writable)\n"
 		"  -o threads=N        maximum FUSE worker threads (default 16)\n"
+		"  -o io_threads=N     engine threads running prefetch fills (default 8)\n"
 		"  -o plugin=NAME|PATH view plugin (default raw); searched in\n"
 		"                      $UMAPFS_PLUGIN_PATH, then %s\n"
 		"  -o writable         read-write mount (default: read-only)\n"
@@ -210,7 +211,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	size_t nl = eq ? (size_t)(eq - arg) : strlen(arg);
 #define IS(name) (nl == strlen(name) && strncmp(arg, name, nl) == 0)
 	if (IS("page_size") || IS("buffer_size") || IS("staging_size") || IS("prefetch") ||
-	    IS("readahead") || IS("policy") || IS("plugin") || IS("threads")) {
+	    IS("readahead") || IS("policy") || IS("plugin") || IS("threads") ||
+	    IS("io_threads")) {
 		if (!val || !*val) {
 			fprintf(stderr, "umapfs: option %.*s needs a value\n", (int)nl, arg);
 			ps->error = 1;
@@ -241,15 +243,19 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	} else if (IS("plugin")) {
 		free(o->plugin);
 		o->plugin = strdup(val);
-	} else if (IS("threads")) {
+	} else if (IS("threads") || IS("io_threads")) {
 		char *end;
 		errno = 0;
 		unsigned long t = strtoul(val, &end, 10);
-		if (errno || *end || t < 1 || t > 1024) {
-			fprintf(stderr, "umapfs: threads=%s: not a number in 1..1024\n", val);
+		unsigned long max = IS("threads") ? 1024 : 256;
+		if (errno || *end || t < 1 || t > max) {
+			fprintf(stderr, "umapfs: %s=%s: not a number in 1..%lu\n", IS("threads") ? "threads" : "io_threads",
+				val, max);
 			ps->error = 1;
-		} else {
+		} else if (IS("threads")) {
 			o->threads = (unsigned)t;
+		} else {
+			o->io_threads = (unsigned)t;
 		}
 	} else if (IS("writable")) {
 		if (val) {
