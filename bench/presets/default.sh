@@ -41,7 +41,7 @@ SWEEP_HEIGHT=1024
 SWEEP_BUFFER=64M
 SWEEP_PAGE_SIZE=1M          # the night that fits: a page is a quarter frame
 SWEEP_PAGE_SIZE_BIG=64K     # the big night: a band of 16 rows, so the buffer holds the band's reach in every frame
-SWEEP_VECTORS=200000        # random vectors per sweep (as in the reference application)
+SWEEP_VECTORS=1000000       # random vectors per sweep (the reference application runs millions)
 SWEEP_RUNS=3                # repetitions of each sweep configuration (median reported)
 SWEEP_TIMEOUT=150           # seconds per sweep; longer is recorded as a timeout
 
