@@ -18,9 +18,10 @@
  *
  * Notify calls are made only from the one thread here, never from a request
  * handler: a push into a page the kernel has locked for a READ this very
- * handler should answer would deadlock.  Hooks copy the filled page into a
- * ring arena and queue the event; when the arena is full the event goes
- * without a copy and this thread pins the page from the engine to push it.
+ * handler should answer would deadlock.  Hooks only queue the event; this
+ * thread pins the page in the engine and pushes straight from its frame (no
+ * copy in the daemon: the frame is still resident in all but rare cases, and
+ * is refilled then).
  * A page is pushed whole once per stay in the kernel (kfull), whether it was
  * filled for a fault, by prefetch, or served again to a READ of a few blocks.
  */
@@ -37,7 +38,6 @@
 #define KB_CHUNK_BITS 20 /* pages per bitmap chunk: 2^20 */
 #define KB_WORDS ((UINT64_C(1) << KB_CHUNK_BITS) / 64)
 #define STORE_CHUNK (UINT64_C(4) << 20)
-#define ARENA_NONE SIZE_MAX /* a push without a copy: pin the page when pushing */
 
 static int kb_test(const struct kbitmap *b, uint64_t page)
 {
@@ -155,40 +155,6 @@ void kc_note(struct daemon *d, struct node *n, uint64_t first_page, uint64_t las
 	pthread_mutex_unlock(&d->kc_lock);
 }
 
-/* Ring arena, allocations and frees in FIFO order.  Returns 0 or -ENOSPC. */
-static int arena_alloc_locked(struct daemon *d, size_t len, size_t *off)
-{
-	if (d->arena_used_events == 0)
-		d->arena_head = d->arena_tail = 0;
-	if (d->arena_head >= d->arena_tail) {
-		if (d->arena_size - d->arena_head >= len) {
-			*off = d->arena_head;
-			d->arena_head += len;
-		} else if (d->arena_tail > len) {
-			*off = 0;
-			d->arena_head = len;
-		} else {
-			return -ENOSPC;
-		}
-	} else {
-		if (d->arena_tail - d->arena_head > len) {
-			*off = d->arena_head;
-			d->arena_head += len;
-		} else {
-			return -ENOSPC;
-		}
-	}
-	d->arena_used_events++;
-	return 0;
-}
-
-static void arena_free_locked(struct daemon *d, size_t off, size_t len)
-{
-	d->arena_tail = off + len;
-	if (--d->arena_used_events == 0)
-		d->arena_head = d->arena_tail = 0;
-}
-
 /*
  * Engine hook, also called by READ after its reply: the whole page of a view
  * is in hand at `data`.  Unless every block of it is already in the kernel
@@ -202,7 +168,8 @@ static void arena_free_locked(struct daemon *d, size_t off, size_t len)
 void kc_push(struct node *n, uint64_t off, const void *data, size_t len, int from_read)
 {
 	struct daemon *d = n->d;
-	if (n->writable || !d->arena)
+	(void)data;
+	if (n->writable || !d->push)
 		return;
 	uint64_t page = off / n->page_size;
 	/* the sequential marker page waits for its READ (see struct seq_state) */
@@ -217,25 +184,10 @@ void kc_push(struct node *n, uint64_t off, const void *data, size_t len, int fro
 		free(ev);
 		return;
 	}
-	size_t aoff;
-	if (len <= d->arena_size && arena_alloc_locked(d, len, &aoff) == 0) {
-		/* Copied under the lock so that arena order is queue order. */
-		memcpy(d->arena + aoff, data, len);
-	} else {
-		/*
-		 * No room for a copy: the notifier pins the page from the
-		 * engine when its turn comes (refilling it if it was evicted
-		 * meanwhile), rather than leave the kernel to fetch the page
-		 * block by block through READs.
-		 */
-		aoff = ARENA_NONE;
-		atomic_fetch_add(&d->c.stores_deferred, 1);
-	}
 	ev->store = 1;
 	ev->node = n;
 	ev->off = off;
 	ev->len = len;
-	ev->arena_off = aoff;
 	kb_set(&n->kfull, page, 1);
 	enqueue_locked(d, ev);
 	pthread_mutex_unlock(&d->kc_lock);
@@ -303,18 +255,16 @@ static void *kc_main(void *arg)
 		if (ev->store && ev->cancelled) {
 			ret = 0;
 		} else if (ev->store) {
+			/*
+			 * Pushed straight from the engine's frame, pinned for the
+			 * push (refilled if it was evicted meanwhile).  Safe to
+			 * wait for a fill here: READ handlers never wait for this
+			 * thread, and one pin leaves the staging buffer room for
+			 * theirs.
+			 */
 			struct umapfs_page_ref ref = { 0 };
-			const char *src = (const char *)d->arena + ev->arena_off;
-			ret = 0;
-			if (ev->arena_off == ARENA_NONE) {
-				/*
-				 * Safe to wait for a fill here: READ handlers never
-				 * wait for this thread, and one pin leaves the
-				 * staging buffer room for theirs.
-				 */
-				ret = umapfs_view_pin(n->view, ev->off, &ref);
-				src = ref.data;
-			}
+			ret = umapfs_view_pin(n->view, ev->off, &ref);
+			const char *src = ref.data;
 			for (uint64_t o = 0; o < ev->len && ret == 0; o += STORE_CHUNK) {
 				size_t l = ev->len - o < STORE_CHUNK ? ev->len - o : STORE_CHUNK;
 				struct fuse_bufvec bv = FUSE_BUFVEC_INIT(l);
@@ -344,8 +294,6 @@ static void *kc_main(void *arg)
 		pthread_mutex_lock(&d->kc_lock);
 		if (ev->store && ret < 0 && !ev->cancelled)
 			kb_set(&n->kfull, ev->off / n->page_size, 0); /* a later READ pushes again */
-		if (ev->store && ev->arena_off != ARENA_NONE)
-			arena_free_locked(d, ev->arena_off, ev->len);
 		free(ev);
 	}
 	pthread_mutex_unlock(&d->kc_lock);
@@ -353,7 +301,7 @@ static void *kc_main(void *arg)
 }
 
 /*
- * Set up the budget FIFO and the push arena once the views are known.
+ * Set up the budget FIFO once the views are known.
  * Returns 0 or -ENOMEM.
  */
 int kc_init(struct daemon *d)
@@ -381,22 +329,7 @@ int kc_init(struct daemon *d)
 	if (!d->fifo)
 		return -ENOMEM;
 
-	/*
-	 * The arena holds copies on their way into the kernel: a few pages,
-	 * at most half the staging buffer, and never less than one page.
-	 */
-	if (any_ro) {
-		uint64_t a = d->opt.staging_size / 2;
-		if (a > (UINT64_C(16) << 20))
-			a = UINT64_C(16) << 20;
-		if (a < 2 * max_ps)
-			a = 2 * max_ps;
-		void *p = mmap(NULL, a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
-			return -ENOMEM;
-		d->arena = p;
-		d->arena_size = a;
-	}
+	d->push = any_ro;
 	return 0;
 }
 
@@ -437,9 +370,6 @@ void kc_fini(struct daemon *d)
 {
 	free(d->fifo);
 	d->fifo = NULL;
-	if (d->arena)
-		munmap(d->arena, d->arena_size);
-	d->arena = NULL;
 }
 
 /*

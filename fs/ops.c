@@ -244,7 +244,6 @@ static struct textbuf *make_stats(struct daemon *d)
 		      "kernel_budget %llu\n"
 		      "kernel_store_pages %llu\n"
 		      "kernel_store_bytes %llu\n"
-		      "kernel_store_deferred %llu\n"
 		      "kernel_invalidations %llu\n"
 		      "kernel_invalidated_bytes %llu\n"
 		      "fuse_reads %llu\n"
@@ -260,7 +259,7 @@ static struct textbuf *make_stats(struct daemon *d)
 		      (unsigned long long)d->opt.buffer_size, (unsigned long long)kc_bytes,
 		      (unsigned long long)kc_budget, (unsigned long long)d->c.stores,
 		      (unsigned long long)d->c.store_bytes,
-		      (unsigned long long)d->c.stores_deferred, (unsigned long long)d->c.invals,
+		      (unsigned long long)d->c.invals,
 		      (unsigned long long)d->c.inval_bytes, (unsigned long long)d->c.reads,
 		      (unsigned long long)d->c.read_bytes, (unsigned long long)d->c.writes,
 		      (unsigned long long)d->c.write_bytes, (unsigned long long)d->c.flushes,

@@ -96,7 +96,6 @@ struct kc_event {
 	int cancelled; /* store: its page was invalidated before the push */
 	struct node *node;
 	uint64_t off, len;
-	size_t arena_off; /* store: where the copy lives in the arena, or ARENA_NONE */
 };
 
 /* One entry of the FIFO of pages the kernel may cache. */
@@ -107,7 +106,7 @@ struct kc_entry {
 
 struct daemon_counters {
 	_Atomic uint64_t reads, read_bytes, writes, write_bytes, flushes, flush_errors;
-	_Atomic uint64_t stores, store_bytes, stores_deferred, invals, inval_bytes;
+	_Atomic uint64_t stores, store_bytes, invals, inval_bytes;
 	_Atomic uint64_t prefetch_requests, copied_reads, ioctl_prefetches;
 };
 
@@ -136,8 +135,7 @@ struct daemon {
 	struct kc_event *inv_head, *inv_tail; /* invalidations: served first */
 	int kc_stop, kc_running;
 	pthread_t kc_thread;
-	unsigned char *arena;   /* copies of filled pages awaiting notify_store */
-	size_t arena_size, arena_head, arena_tail, arena_used_events;
+	int push; /* some view is read-only: filled pages are pushed */
 	struct kc_entry *fifo; /* ring */
 	size_t fifo_cap, fifo_head, fifo_len;
 	uint64_t kc_bytes, kc_budget;
