@@ -257,3 +257,51 @@ Test(mount, sweep_cli_through_the_mount_recovers_movers, .init = setup, .fini = 
 		     "the mount and the stitched file give different candidates");
 	unmount_night(m);
 }
+
+/* A key's value in the mount's stats file, or -1. */
+static long long stat_value(const struct mnt *m, const char *key)
+{
+	char p[400], line[256];
+	snprintf(p, sizeof(p), "%s/.umapfs/stats", m->mnt);
+	FILE *f = fopen(p, "r");
+	cr_assert(f, "%s: %s", p, strerror(errno));
+	long long v = -1;
+	size_t kl = strlen(key);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, kl) == 0 && line[kl] == ' ')
+			v = atoll(line + kl + 1);
+	fclose(f);
+	return v;
+}
+
+Test(mount, cube_four_times_the_buffer_is_read_about_once, .init = setup, .fini = teardown,
+     .timeout = 240)
+{
+	/* 32 frames of 512x512 float32: 32 MiB through an 8 MiB buffer of 16 KiB pages */
+	struct mnt *m = night("mntbig", "--frames 32 --width 512 --height 512 --movers 4 --seed 23");
+	mount_night(m, "plugin=fits,page_size=16K,buffer_size=8M");
+	cr_assert_eq(run("%s/examples/umapfs-stitch %s %s/stitched >/dev/null", build, m->frames, m->dir),
+		     0);
+	const char *args = "--quiet --no-progress --raw --no-refine --random 20000 --seed 3 --top 10";
+	cr_assert_eq(run("timeout 120 %s/examples/umapfs-sweep %s --output %s/mount.csv %s/cube.f32 "
+			 "2> %s/sweep.err",
+			 build, args, m->dir, m->mnt, m->dir),
+		     0);
+	/* the sweep read the buffer size from the mount and found the band fits */
+	cr_assert_eq(run("grep -q 'do not fit' %s/sweep.err", m->dir), 1,
+		     "the sweep says the band does not fit (see %s/sweep.err)", m->dir);
+	long long fills = stat_value(m, "fills"), ps = stat_value(m, "page_size");
+	long long cube = 32LL << 20;
+	cr_assert_eq(ps, 16384);
+	cr_assert(fills >= cube / ps, "fills %lld: fewer than the cube's pages", fills);
+	cr_assert(fills * ps <= cube + cube / 2,
+		  "%lld fills of %lld bytes for a %lld-byte cube: re-read more than half of it", fills, ps,
+		  cube);
+	cr_assert(stat_value(m, "ioctl_prefetches") > 0, "the sweep sent no prefetch request");
+	cr_assert_eq(run("%s/examples/umapfs-sweep %s --output %s/file.csv %s/stitched/cube.f32", build,
+			 args, m->dir, m->dir),
+		     0);
+	cr_assert_eq(run("cmp %s/mount.csv %s/file.csv", m->dir, m->dir), 0,
+		     "the mount and the stitched file give different candidates");
+	unmount_night(m);
+}

@@ -307,3 +307,22 @@ Test(views, ioctl_prefetch_pushes_whole_pages)
 	cr_assert_eq(errno, ENOTTY);
 	close(sfd);
 }
+
+Test(views, a_read_of_one_block_brings_the_whole_page)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/v2", m.mnt);
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	/* one 4 KiB block in the middle of the 16 KiB page at 2 MiB */
+	const size_t page = 2u << 20, ps = 16384;
+	cr_assert_eq(cached_bytes(fd, page, ps), 0);
+	unsigned char b[4096];
+	cr_assert_eq(pread(fd, b, sizeof(b), (off_t)(page + 8192)), (ssize_t)sizeof(b));
+	cr_assert(memcmp(b, v2 + page + 8192, sizeof(b)) == 0);
+	size_t got = 0;
+	for (int i = 0; i < 500 && (got = cached_bytes(fd, page, ps)) < ps; i++)
+		usleep(10000);
+	cr_assert_eq(got, ps, "only %zu of the page's %zu bytes reached the kernel cache", got, ps);
+	close(fd);
+}
