@@ -391,43 +391,70 @@ static void seq_detect(struct daemon *d, struct node *n, uint64_t first, uint64_
 	}
 }
 
-/* Take `bytes` of the pin budget, waiting for other READs to give theirs back. */
-static void pin_acquire(struct daemon *d, uint64_t bytes)
+/*
+ * Take `bytes` of the pin budget if that much is free right now: returns 1,
+ * or 0 without waiting.  A READ must never wait here.  It arrives holding
+ * the kernel's locks on the folios it covers, and the notifier's pushes and
+ * invalidations of those folios wait for its reply; a READ spanning two
+ * pages needs two pages of budget at once, which a steady stream of
+ * one-page READs never leaves free, so a waiting READ could stall for
+ * seconds or for good while the notifier (and every push and budget
+ * invalidation behind it) stalled with it.  A READ that finds no room is
+ * answered by copying instead (read_copy), which holds no pin while it
+ * waits for a fill.
+ */
+static int pin_acquire(struct daemon *d, uint64_t bytes)
 {
+	int ok = 0;
 	pthread_mutex_lock(&d->pin_lock);
-	while (d->pin_avail < bytes)
-		pthread_cond_wait(&d->pin_cond, &d->pin_lock);
-	d->pin_avail -= bytes;
+	if (d->pin_avail >= bytes) {
+		d->pin_avail -= bytes;
+		ok = 1;
+	}
 	pthread_mutex_unlock(&d->pin_lock);
+	return ok;
 }
 
 static void pin_release(struct daemon *d, uint64_t bytes)
 {
 	pthread_mutex_lock(&d->pin_lock);
 	d->pin_avail += bytes;
-	pthread_cond_broadcast(&d->pin_cond);
 	pthread_mutex_unlock(&d->pin_lock);
 }
 
-/* A READ too large to pin at once: copy it page by page. */
+/*
+ * Answer a READ by copying through umapfs_view_read, which pins one page at
+ * a time and never holds a pin while it waits: for a READ larger than the
+ * pin budget, or one that found the budget taken.  As on the pinned path,
+ * each page is then pushed whole unless the kernel holds it whole already
+ * (the notifier takes the bytes from the engine).
+ */
 static void read_copy(fuse_req_t req, struct daemon *d, struct node *n, uint64_t start,
 		      uint64_t end)
 {
+	uint64_t ps = n->page_size;
+	uint64_t first = start / ps, last = (end - 1) / ps;
 	char *buf = malloc(end - start);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	ssize_t r = umapfs_view_read(n->view, buf, end - start, start);
+	if (r >= 0 && (uint64_t)r < end - start)
+		r = -EIO; /* the view is never shorter than its size */
 	if (r < 0) {
 		dlog(UMAPFS_LOG_ERR, "%s: read at %llu: %s", n->name, (unsigned long long)start,
 		     strerror((int)-r));
 		fuse_reply_err(req, (int)-r);
 	} else {
-		kc_note(d, n, start / n->page_size, (start + (uint64_t)r - 1) / n->page_size);
+		kc_note(d, n, first, last);
 		fuse_reply_buf(req, buf, (size_t)r);
 		atomic_fetch_add(&d->c.read_bytes, (uint64_t)r);
 		atomic_fetch_add(&d->c.copied_reads, 1);
+		for (uint64_t p = first; p <= last; p++) {
+			uint64_t po = p * ps;
+			kc_push(n, po, NULL, (size_t)(po + ps < n->size ? ps : n->size - po), 1);
+		}
 	}
 	free(buf);
 }
@@ -480,11 +507,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (np > 1) /* fill all pages of the request concurrently */
 		umapfs_view_prefetch(n->view, first * ps, end - first * ps, NULL, NULL, -1);
 	uint64_t pin_bytes = (uint64_t)np * ps;
-	if (pin_bytes > d->pin_budget) {
+	if (pin_bytes > d->pin_budget || !pin_acquire(d, pin_bytes)) {
 		read_copy(req, d, n, start, end);
 		return;
 	}
-	pin_acquire(d, pin_bytes);
 
 	struct umapfs_page_ref stack_refs[16], *refs = stack_refs;
 	struct iovec stack_iov[16], *iov = stack_iov;
