@@ -379,12 +379,12 @@ static void stress(const char *tag, const char *opts, uint64_t page_size, const 
 			 !r->mismatches && r->ops > 0 && r->max_op_s <= OP_MAX_S;
 		char line[400];
 		snprintf(line, sizeof(line),
-			 "%-16s %s: %llu ops, %.1f MiB, slowest %.3f s (at %llu), %llu mismatches%s%s",
+			 "%-16s %s: %llu ops, %.1f MiB, slowest %.3f s (at %llu), %llu mismatches%s%s%s",
 			 kind_name[r->kind], ok ? "ok" : "FAILED", (unsigned long long)r->ops,
 			 (double)r->bytes / 1048576.0, r->max_op_s,
 			 (unsigned long long)r->max_op_off, (unsigned long long)r->mismatches,
 			 !r->done ? (wedged ? ", did not finish by the deadline" : ", died") : "",
-			 r->err[0] ? r->err : "");
+			 r->err[0] ? ": " : "", r->err);
 		if (ok)
 			cr_log_info("%s", line);
 		else
