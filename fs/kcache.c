@@ -225,6 +225,7 @@ int kc_evicting(void *arg, struct umapfs_view *v, uint64_t off, void *data, size
 static void *kc_main(void *arg)
 {
 	struct daemon *d = arg;
+	char *chunk = NULL; /* a push's bytes on their way into the kernel */
 	pthread_mutex_lock(&d->kc_lock);
 	for (;;) {
 		while (!d->q_head && !d->inv_head && !d->kc_stop)
@@ -256,23 +257,29 @@ static void *kc_main(void *arg)
 			ret = 0;
 		} else if (ev->store) {
 			/*
-			 * Pushed straight from the engine's frame, pinned for the
-			 * push (refilled if it was evicted meanwhile).  Safe to
-			 * wait for a fill here: READ handlers never wait for this
-			 * thread, and one pin leaves the staging buffer room for
-			 * theirs.
+			 * Copied chunk by chunk out of the engine (refilled if it
+			 * was evicted meanwhile) and pushed with no pin held: the
+			 * push waits for the kernel's folio locks, which a READ
+			 * holds until its reply, and that READ may be waiting for
+			 * staging room a pin held here would take (with a staging
+			 * buffer of one page it always did: a READ over two pages
+			 * waited for the only frame, pinned by the push waiting
+			 * for that READ's folios).
 			 */
-			struct umapfs_page_ref ref = { 0 };
-			ret = umapfs_view_pin(n->view, ev->off, &ref);
-			const char *src = ref.data;
+			if (!chunk)
+				chunk = malloc(STORE_CHUNK);
+			ret = chunk ? 0 : -ENOMEM;
 			for (uint64_t o = 0; o < ev->len && ret == 0; o += STORE_CHUNK) {
 				size_t l = ev->len - o < STORE_CHUNK ? ev->len - o : STORE_CHUNK;
+				ssize_t r = umapfs_view_read(n->view, chunk, l, ev->off + o);
+				if (r != (ssize_t)l) {
+					ret = r < 0 ? (int)r : -EIO;
+					break;
+				}
 				struct fuse_bufvec bv = FUSE_BUFVEC_INIT(l);
-				bv.buf[0].mem = (void *)(src + o);
+				bv.buf[0].mem = chunk;
 				ret = fuse_lowlevel_notify_store(d->se, n->ino, ev->off + o, &bv, 0);
 			}
-			if (ref.data)
-				umapfs_view_unpin(n->view, &ref, 0);
 			if (ret == 0) {
 				atomic_fetch_add(&d->c.stores, 1);
 				atomic_fetch_add(&d->c.store_bytes, ev->len);
@@ -297,6 +304,7 @@ static void *kc_main(void *arg)
 		free(ev);
 	}
 	pthread_mutex_unlock(&d->kc_lock);
+	free(chunk);
 	return NULL;
 }
 

@@ -939,7 +939,6 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&d->kc_lock, NULL);
 	pthread_cond_init(&d->kc_cond, NULL);
 	pthread_mutex_init(&d->pin_lock, NULL);
-	pthread_cond_init(&d->pin_cond, NULL);
 
 	int status = 1;
 	struct fuse_session *se = NULL;
@@ -1141,7 +1140,6 @@ out:
 	pthread_mutex_destroy(&d->kc_lock);
 	pthread_cond_destroy(&d->kc_cond);
 	pthread_mutex_destroy(&d->pin_lock);
-	pthread_cond_destroy(&d->pin_cond);
 	if (daemon_pipe >= 0)
 		close(daemon_pipe); /* parent sees EOF and reports our status */
 	if (g_syslog)

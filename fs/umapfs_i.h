@@ -150,7 +150,6 @@ struct daemon {
 	 * never exhaust the engine's staging buffer (which would deadlock).
 	 */
 	pthread_mutex_t pin_lock;
-	pthread_cond_t pin_cond;
 	uint64_t pin_budget, pin_avail;
 
 	atomic_int detached; /* lazily unmounted after a signal */

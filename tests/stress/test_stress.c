@@ -432,3 +432,15 @@ Test(stress, two_page_reads_beside_one_page_reads, .timeout = 90)
 {
 	stress("stresscross", "page_size=1M,buffer_size=4M", UINT64_C(1) << 20, MIX(crossing));
 }
+
+/* Buffered sequential readers, one of them starting inside a page. */
+static const enum kind sequential[] = { K_BUF_4K, K_CAT, K_MMAP_SEQ };
+
+/*
+ * A staging buffer of one page: a push must never hold the only frame while
+ * it waits for the folios of a READ that needs a frame for its next page.
+ */
+Test(stress, sequential_readers_1m_pages_1m_buffer, .timeout = 90)
+{
+	stress("stress1m1m", "page_size=1M,buffer_size=1M", UINT64_C(1) << 20, MIX(sequential));
+}
