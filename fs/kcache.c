@@ -38,6 +38,7 @@
 #define KB_CHUNK_BITS 20 /* pages per bitmap chunk: 2^20 */
 #define KB_WORDS ((UINT64_C(1) << KB_CHUNK_BITS) / 64)
 #define STORE_CHUNK (UINT64_C(4) << 20)
+#define INVAL_RUN 4 /* invalidations served before a waiting push */
 
 static int kb_test(const struct kbitmap *b, uint64_t page)
 {
@@ -226,6 +227,7 @@ static void *kc_main(void *arg)
 {
 	struct daemon *d = arg;
 	char *chunk = NULL; /* a push's bytes on their way into the kernel */
+	unsigned inval_run = 0;
 	pthread_mutex_lock(&d->kc_lock);
 	for (;;) {
 		while (!d->q_head && !d->inv_head && !d->kc_stop)
@@ -233,12 +235,20 @@ static void *kc_main(void *arg)
 		if (d->kc_stop)
 			break;
 		struct kc_event *ev;
-		if (d->inv_head) {
+		/*
+		 * Invalidations first (the budget must not wait behind a backlog
+		 * of pushes), but one push after every INVAL_RUN of them: when
+		 * every READ over the budget queues an invalidation, pushes would
+		 * otherwise never run and every fault would become a READ.
+		 */
+		if (d->inv_head && (inval_run < INVAL_RUN || !d->q_head)) {
+			inval_run++;
 			ev = d->inv_head;
 			d->inv_head = ev->next;
 			if (!d->inv_head)
 				d->inv_tail = NULL;
 		} else {
+			inval_run = 0;
 			ev = d->q_head;
 			d->q_head = ev->next;
 			if (!d->q_head)
