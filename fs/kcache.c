@@ -19,9 +19,9 @@
  * Notify calls are made only from the one thread here, never from a request
  * handler: a push into a page the kernel has locked for a READ this very
  * handler should answer would deadlock.  Hooks only queue the event; this
- * thread pins the page in the engine and pushes straight from its frame (no
- * copy in the daemon: the frame is still resident in all but rare cases, and
- * is refilled then).
+ * thread copies the page out of the engine a chunk at a time (refilling it in
+ * the rare case it was evicted meanwhile) and pushes with no engine pin held,
+ * since a push waits for folio locks that a READ needing staging room holds.
  * A page is pushed whole once per stay in the kernel (kfull), whether it was
  * filled for a fault, by prefetch, or served again to a READ of a few blocks.
  */
@@ -157,19 +157,18 @@ void kc_note(struct daemon *d, struct node *n, uint64_t first_page, uint64_t las
 }
 
 /*
- * Engine hook, also called by READ after its reply: the whole page of a view
- * is in hand at `data`.  Unless every block of it is already in the kernel
- * (or on its way), copy it and queue a push, so that the kernel holds the
+ * Queue a push of the page of a view at `off` (`len` bytes): after a fill
+ * (kc_filled) and after a READ reply.  Unless every block of it is already in
+ * the kernel (or on its way), the notifier pushes it, so that the kernel holds the
  * whole application page and the next fault anywhere in it is a cache hit,
  * whether the page was filled for a fault, by prefetch, or is served again
  * after a READ of a few blocks.  Writable views are never pushed: the kernel
  * may hold newer dirty bytes for parts of the page, and a push would
  * overwrite them.
  */
-void kc_push(struct node *n, uint64_t off, const void *data, size_t len, int from_read)
+void kc_push(struct node *n, uint64_t off, size_t len, int from_read)
 {
 	struct daemon *d = n->d;
-	(void)data;
 	if (n->writable || !d->push)
 		return;
 	uint64_t page = off / n->page_size;
@@ -197,8 +196,8 @@ void kc_push(struct node *n, uint64_t off, const void *data, size_t len, int fro
 /* Engine hook: a page was filled. */
 void kc_filled(void *arg, struct umapfs_view *v, uint64_t off, const void *data, size_t len)
 {
-	(void)v;
-	kc_push(arg, off, data, len, 0);
+	(void)v, (void)data;
+	kc_push(arg, off, len, 0);
 }
 
 /* Is every block of the page in the kernel cache, or its push queued? */

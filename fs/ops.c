@@ -453,7 +453,7 @@ static void read_copy(fuse_req_t req, struct daemon *d, struct node *n, uint64_t
 		atomic_fetch_add(&d->c.copied_reads, 1);
 		for (uint64_t p = first; p <= last; p++) {
 			uint64_t po = p * ps;
-			kc_push(n, po, NULL, (size_t)(po + ps < n->size ? ps : n->size - po), 1);
+			kc_push(n, po, (size_t)(po + ps < n->size ? ps : n->size - po), 1);
 		}
 	}
 	free(buf);
@@ -560,7 +560,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		 * in the kernel whole.
 		 */
 		for (size_t i = 0; i < np; i++)
-			kc_push(n, refs[i].offset, refs[i].data, refs[i].len, 1);
+			kc_push(n, refs[i].offset, refs[i].len, 1);
 	}
 	for (size_t i = 0; i < pinned; i++)
 		umapfs_view_unpin(n->view, &refs[i], 0);

@@ -171,7 +171,7 @@ void kc_stop(struct daemon *d);
 void kc_fini(struct daemon *d);
 void kc_note(struct daemon *d, struct node *n, uint64_t first_page, uint64_t last_page);
 void kc_filled(void *arg, struct umapfs_view *v, uint64_t off, const void *data, size_t len);
-void kc_push(struct node *n, uint64_t off, const void *data, size_t len, int from_read);
+void kc_push(struct node *n, uint64_t off, size_t len, int from_read);
 int kc_pushed(struct daemon *d, struct node *n, uint64_t page);
 int kc_evicting(void *arg, struct umapfs_view *v, uint64_t off, void *data, size_t len);
 void kbitmap_free(struct kbitmap *b);

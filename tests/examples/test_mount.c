@@ -235,14 +235,27 @@ Test(mount, medians_through_the_mount_equal_cfitsio_reads, .init = setup, .fini 
 	unmount_night(m);
 }
 
+/*
+ * The sweep with `args` over a pre-stitched native file of the night (kernel
+ * mmap) gives the candidates the mount gave (m->dir/mount.csv).
+ */
+static void same_candidates_as_stitched(const struct mnt *m, const char *args)
+{
+	cr_assert_eq(run("%s/examples/umapfs-stitch %s %s/stitched >/dev/null", build, m->frames, m->dir),
+		     0);
+	cr_assert_eq(run("%s/examples/umapfs-sweep %s --output %s/file.csv %s/stitched/cube.f32", build,
+			 args, m->dir, m->dir),
+		     0);
+	cr_assert_eq(run("cmp %s/mount.csv %s/file.csv", m->dir, m->dir), 0,
+		     "the mount and the stitched file give different candidates");
+}
+
 Test(mount, sweep_cli_through_the_mount_recovers_movers, .init = setup, .fini = teardown,
      .timeout = 240)
 {
 	struct mnt *m = night("mntcli", "--frames 24 --width 256 --height 256 --movers 6 "
 					"--flux 800,1200,1600,2000,2500,3000 --seed 17");
 	mount_night(m, "plugin=fits,page_size=256K,buffer_size=16M");
-	cr_assert_eq(run("%s/examples/umapfs-stitch %s %s/stitched >/dev/null", build, m->frames, m->dir),
-		     0);
 	const char *args = "--quiet --no-progress --exhaustive --vmin 4 --vmax 16 --top 8";
 	cr_assert_eq(run("timeout 120 %s/examples/umapfs-sweep %s --truth %s/truth.csv --output %s/mount.csv "
 			 "%s/cube.f32 > %s/report.txt",
@@ -250,11 +263,7 @@ Test(mount, sweep_cli_through_the_mount_recovers_movers, .init = setup, .fini = 
 		     0);
 	cr_assert_eq(run("grep -q 'recovered 6 of 6 movers' %s/report.txt", m->dir), 0,
 		     "not every mover recovered through the mount (see %s/report.txt)", m->dir);
-	cr_assert_eq(run("%s/examples/umapfs-sweep %s --output %s/file.csv %s/stitched/cube.f32", build,
-			 args, m->dir, m->dir),
-		     0);
-	cr_assert_eq(run("cmp %s/mount.csv %s/file.csv", m->dir, m->dir), 0,
-		     "the mount and the stitched file give different candidates");
+	same_candidates_as_stitched(m, args);
 	unmount_night(m);
 }
 
@@ -280,8 +289,6 @@ Test(mount, cube_four_times_the_buffer_is_read_about_once, .init = setup, .fini 
 	/* 32 frames of 512x512 float32: 32 MiB through an 8 MiB buffer of 16 KiB pages */
 	struct mnt *m = night("mntbig", "--frames 32 --width 512 --height 512 --movers 4 --seed 23");
 	mount_night(m, "plugin=fits,page_size=16K,buffer_size=8M");
-	cr_assert_eq(run("%s/examples/umapfs-stitch %s %s/stitched >/dev/null", build, m->frames, m->dir),
-		     0);
 	const char *args = "--quiet --no-progress --raw --no-refine --random 20000 --seed 3 --top 10";
 	cr_assert_eq(run("timeout 120 %s/examples/umapfs-sweep %s --output %s/mount.csv %s/cube.f32 "
 			 "2> %s/sweep.err",
@@ -298,10 +305,6 @@ Test(mount, cube_four_times_the_buffer_is_read_about_once, .init = setup, .fini 
 		  "%lld fills of %lld bytes for a %lld-byte cube: re-read more than half of it", fills, ps,
 		  cube);
 	cr_assert(stat_value(m, "ioctl_prefetches") > 0, "the sweep sent no prefetch request");
-	cr_assert_eq(run("%s/examples/umapfs-sweep %s --output %s/file.csv %s/stitched/cube.f32", build,
-			 args, m->dir, m->dir),
-		     0);
-	cr_assert_eq(run("cmp %s/mount.csv %s/file.csv", m->dir, m->dir), 0,
-		     "the mount and the stitched file give different candidates");
+	same_candidates_as_stitched(m, args);
 	unmount_night(m);
 }
