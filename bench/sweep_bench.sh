@@ -162,7 +162,7 @@ umount_night() {
 
 # sweep NIGHT FRAMES BYTES BACKEND STATE RUN CMD...: time one sweep, append a
 # row; returns 3 if it ran past SWEEP_TIMEOUT (a "timeout" row is written)
-declare -A T
+declare -A T GAVE_UP
 sweep() {
 	local night=$1 n=$2 bytes=$3 backend=$4 state=$5 run=$6
 	shift 6
@@ -235,11 +235,17 @@ PY
 			sweep "$night" "$n" "$bytes" mmap "$(cold_state)" "$r" "$SWEEP" "${ARGS[@]}" "$d/native/cube.f32" &&
 				[ $WARM = 1 ] && sweep "$night" "$n" "$bytes" mmap warm "$r" "$SWEEP" "${ARGS[@]}" "$d/native/cube.f32" || true
 		fi
-		if has mount "$BACKENDS"; then
+		# a mount that ran past the limit once is not run again for this night
+		if has mount "$BACKENDS" && [ -z "${GAVE_UP[$night]:-}" ]; then
 			drop "$d"
 			mount_night "$d/frames"
-			sweep "$night" "$n" "$bytes" mount "$(cold_state)" "$r" "$SWEEP" "${ARGS[@]}" "$MNT/cube.f32" &&
-				[ $WARM = 1 ] && sweep "$night" "$n" "$bytes" mount warm "$r" "$SWEEP" "${ARGS[@]}" "$MNT/cube.f32" || true
+			rc=0
+			sweep "$night" "$n" "$bytes" mount "$(cold_state)" "$r" "$SWEEP" "${ARGS[@]}" "$MNT/cube.f32" || rc=$?
+			if [ $rc = 3 ]; then
+				GAVE_UP[$night]=1
+			elif [ $rc = 0 ] && [ $WARM = 1 ]; then
+				sweep "$night" "$n" "$bytes" mount warm "$r" "$SWEEP" "${ARGS[@]}" "$MNT/cube.f32" || true
+			fi
 			umount_night
 		fi
 		if has cfitsio "$BACKENDS"; then

@@ -57,6 +57,6 @@ STUDY_PAGE_SIZES="4K 16K 64K 256K 1M 4M"
 STUDY_BFS_BUFFERS="112M 512M"         # seven eighths of the graph, and all of it
 STUDY_BFS_ROOTS=1                     # searches per study point
 STUDY_SWEEP_BUFFERS="32M 64M"         # the big night (256 MiB) through an eighth and a quarter of it
-STUDY_RUNS=1                          # repetitions per study point
+STUDY_RUNS=3                          # repetitions per study point (median); a point that times out is not repeated
 STUDY_SWEEP_PAGE_SIZES="16K 64K 256K 1M"  # the sweep's study points (each regenerates the night)
 STUDY_TIMEOUT=40                      # seconds; a study point that takes longer is recorded as a timeout
