@@ -638,6 +638,32 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
  * push its pages whole, skipping the pages the kernel already holds whole.
  * Nothing here waits for a fill.
  */
+/*
+ * Fill and push the pages of [off, off+len) of a view the kernel does not
+ * already hold whole (UMAPFS_IOC_PREFETCH): runs of them, each one engine
+ * prefetch.  The range is clipped to the view.
+ */
+static void prefetch_range(struct daemon *d, struct node *n, uint64_t off, uint64_t len)
+{
+	uint64_t end = off + len < n->size ? off + len : n->size;
+	if (off >= end)
+		return;
+	uint64_t ps = n->page_size, p = off / ps, last = (end - 1) / ps;
+	while (p <= last) {
+		while (p <= last && kc_pushed(d, n, p))
+			p++;
+		uint64_t q = p;
+		while (q <= last && !kc_pushed(d, n, q))
+			q++;
+		if (p < q) {
+			uint64_t hi = q * ps < n->size ? q * ps : n->size;
+			if (umapfs_view_prefetch(n->view, p * ps, hi - p * ps, NULL, NULL, -1) == 0)
+				atomic_fetch_add(&d->c.ioctl_prefetches, 1);
+		}
+		p = q;
+	}
+}
+
 static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		     struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
 		     size_t out_bufsz)
@@ -645,37 +671,43 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 	struct daemon *d = req_daemon(req);
 	(void)arg, (void)fi, (void)flags, (void)out_bufsz;
 	struct node *n = node_by_ino(d, ino);
-	if (!n || n->kind != NODE_VIEW || cmd != UMAPFS_IOC_PREFETCH) {
+	if (!n || n->kind != NODE_VIEW ||
+	    (cmd != UMAPFS_IOC_PREFETCH && cmd != UMAPFS_IOC_PREFETCH_RANGES)) {
 		fuse_reply_err(req, ENOTTY);
 		return;
 	}
-	struct umapfs_ioc_range r;
-	if (in_bufsz < sizeof(r)) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	memcpy(&r, in_buf, sizeof(r));
-	if (r.offset + r.length < r.offset) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	uint64_t end = r.offset + r.length < n->size ? r.offset + r.length : n->size;
-	if (r.offset < end) {
-		uint64_t ps = n->page_size, p = r.offset / ps, last = (end - 1) / ps;
-		while (p <= last) {
-			while (p <= last && kc_pushed(d, n, p))
-				p++;
-			uint64_t q = p;
-			while (q <= last && !kc_pushed(d, n, q))
-				q++;
-			if (p < q) {
-				uint64_t hi = q * ps < n->size ? q * ps : n->size;
-				if (umapfs_view_prefetch(n->view, p * ps, hi - p * ps, NULL, NULL, -1) == 0)
-					atomic_fetch_add(&d->c.ioctl_prefetches, 1);
-			}
-			p = q;
+	if (cmd == UMAPFS_IOC_PREFETCH) {
+		struct umapfs_ioc_range r;
+		if (in_bufsz < sizeof(r)) {
+			fuse_reply_err(req, EINVAL);
+			return;
 		}
+		memcpy(&r, in_buf, sizeof(r));
+		if (r.offset + r.length < r.offset) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		prefetch_range(d, n, r.offset, r.length);
+		fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
 	}
+	struct umapfs_ioc_ranges buf, *rs = &buf;
+	if (in_bufsz < sizeof(buf)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	memcpy(&buf, in_buf, sizeof(buf));
+	if (rs->count > UMAPFS_IOC_MAX_RANGES || rs->reserved) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	for (uint32_t i = 0; i < rs->count; i++)
+		if (rs->range[i].offset + rs->range[i].length < rs->range[i].offset) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+	for (uint32_t i = 0; i < rs->count; i++)
+		prefetch_range(d, n, rs->range[i].offset, rs->range[i].length);
 	fuse_reply_ioctl(req, 0, NULL, 0);
 }
 

@@ -31,4 +31,23 @@ struct umapfs_ioc_range {
  */
 #define UMAPFS_IOC_PREFETCH _IOW('u', 1, struct umapfs_ioc_range)
 
+/* The most ranges one UMAPFS_IOC_PREFETCH_RANGES request carries (the struct is 4 KiB). */
+#define UMAPFS_IOC_MAX_RANGES 255
+
+/* Up to UMAPFS_IOC_MAX_RANGES ranges of one view; `reserved` must be 0. */
+struct umapfs_ioc_ranges {
+	uint32_t count;
+	uint32_t reserved;
+	struct umapfs_ioc_range range[UMAPFS_IOC_MAX_RANGES];
+};
+
+/*
+ * UMAPFS_IOC_PREFETCH_RANGES: UMAPFS_IOC_PREFETCH of range[0 .. count), in
+ * one request (one trip to the daemon, where a request per range costs one
+ * each): for example the same rows of every frame of a cube.  Errors:
+ * EINVAL (count above UMAPFS_IOC_MAX_RANGES, reserved not 0, a length that
+ * overflows; no range is then asked for), ENOTTY (not a view).
+ */
+#define UMAPFS_IOC_PREFETCH_RANGES _IOW('u', 2, struct umapfs_ioc_ranges)
+
 #endif

@@ -308,6 +308,58 @@ Test(views, ioctl_prefetch_pushes_whole_pages)
 	close(sfd);
 }
 
+Test(views, ioctl_prefetch_ranges_pushes_every_range)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/v2", m.mnt);
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	/* three 64 KiB ranges apart from each other (and from the other tests' ranges), one request */
+	const size_t off[3] = {(size_t)640 << 10, (size_t)3 << 20, (size_t)4224 << 10}, len = 64u << 10;
+	struct umapfs_ioc_ranges rs = {.count = 3};
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(cached_bytes(fd, off[i], len), 0);
+		rs.range[i] = (struct umapfs_ioc_range){.offset = off[i], .length = len};
+	}
+	snprintf(path, sizeof(path), "%s/.umapfs/stats", m.mnt);
+	const char *s = slurp(path);
+	uint64_t reads0 = stats_get(s, "fuse_reads"), pf0 = stats_get(s, "ioctl_prefetches");
+	/* refused whole: too many ranges, a reserved field set, one range overflowing */
+	rs.count = UMAPFS_IOC_MAX_RANGES + 1;
+	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH_RANGES, &rs), -1);
+	cr_assert_eq(errno, EINVAL);
+	rs.count = 3;
+	rs.reserved = 1;
+	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH_RANGES, &rs), -1);
+	cr_assert_eq(errno, EINVAL);
+	rs.reserved = 0;
+	rs.count = 4;
+	rs.range[3] = (struct umapfs_ioc_range){.offset = UINT64_MAX - 10, .length = 100};
+	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH_RANGES, &rs), -1);
+	cr_assert_eq(errno, EINVAL);
+	s = slurp(path);
+	cr_assert_eq(stats_get(s, "ioctl_prefetches"), pf0, "a refused request asked for something:\n%s", s);
+	rs.count = 3;
+	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH_RANGES, &rs), 0, "ioctl: %s", strerror(errno));
+	for (int i = 0; i < 3; i++) {
+		size_t got = 0;
+		for (int t = 0; t < 500 && (got = cached_bytes(fd, off[i], len)) < len; t++)
+			usleep(10000);
+		cr_assert_eq(got, len, "range %d: after 5 s only %zu of %zu bytes pushed", i, got, len);
+		unsigned char *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off[i]);
+		cr_assert_neq(p, MAP_FAILED);
+		cr_assert(memcmp(p, v2 + off[i], len) == 0, "range %d: pushed bytes differ from the extents", i);
+		munmap(p, len);
+	}
+	s = slurp(path);
+	cr_assert_eq(stats_get(s, "fuse_reads"), reads0, "a prefetch needs no READ:\n%s", s);
+	cr_assert_geq(stats_get(s, "ioctl_prefetches"), pf0 + 3, "stats:\n%s", s);
+	/* no ranges: nothing to do, and how a program learns the daemon takes the request */
+	rs.count = 0;
+	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH_RANGES, &rs), 0, "%s", strerror(errno));
+	close(fd);
+}
+
 Test(views, a_read_of_one_block_brings_the_whole_page)
 {
 	char path[512];
