@@ -98,32 +98,82 @@ static void enqueue_locked(struct daemon *d, struct kc_event *ev)
 	pthread_cond_signal(&d->kc_cond);
 }
 
-/* Drop the oldest remembered page: forget it and queue its invalidation. */
-static void pop_oldest_locked(struct daemon *d)
+/*
+ * Forget the oldest remembered page and return it.  Invalidations overtake
+ * pushes (the budget must not wait behind a backlog of copies), so a push of
+ * this page still queued must not run after its invalidation: clearing kfull
+ * cancels it (see kc_main).
+ */
+static struct kc_entry take_oldest_locked(struct daemon *d)
 {
 	struct kc_entry e = d->fifo[d->fifo_head];
 	d->fifo_head = (d->fifo_head + 1) % d->fifo_cap;
 	d->fifo_len--;
 	struct node *n = d->nodes[e.node];
-	uint64_t len = page_len(n, e.page);
 	kb_set(&n->kc, e.page, 0);
 	kb_set(&n->kfull, e.page, 0);
-	d->kc_bytes -= len;
-	/*
-	 * Invalidations overtake pushes (the budget must not wait behind a
-	 * backlog of copies), so a push of this page still queued must not run
-	 * after its invalidation: clearing kfull cancels it (see kc_main).
-	 */
+	d->kc_bytes -= page_len(n, e.page);
+	return e;
+}
+
+/* Queue the invalidation of pages [first, first + count) of view n. */
+static void queue_inval_locked(struct daemon *d, struct node *n, uint64_t first, uint64_t count)
+{
 	struct kc_event *ev = calloc(1, sizeof(*ev));
 	if (!ev) {
 		dlog(UMAPFS_LOG_ERR, "out of memory queueing a kernel-cache invalidation");
 		return;
 	}
+	uint64_t end = (first + count) * n->page_size;
 	ev->store = 0;
 	ev->node = n;
-	ev->off = e.page * n->page_size;
-	ev->len = len;
+	ev->off = first * n->page_size;
+	ev->len = (end < n->size ? end : n->size) - ev->off;
 	enqueue_locked(d, ev);
+}
+
+/* Drop the oldest remembered page and queue its invalidation. */
+static void pop_oldest_locked(struct daemon *d)
+{
+	struct kc_entry e = take_oldest_locked(d);
+	queue_inval_locked(d, d->nodes[e.node], e.page, 1);
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	const struct kc_entry *x = a, *y = b;
+	if (x->node != y->node)
+		return x->node < y->node ? -1 : 1;
+	return x->page < y->page ? -1 : x->page > y->page;
+}
+
+/*
+ * Over the budget: drop the oldest pages down to kc_budget - kc_slack, in one
+ * go, as few invalidations as possible.  Each invalidation of mapped pages
+ * costs the kernel a TLB shootdown (an interrupt to every CPU running the
+ * program, and a wait for them), so the dropped pages are sorted and each run
+ * of neighbours becomes one invalidation: a sequential scan drops kc_slack
+ * per call, and a sweep through the planes of a cube drops neighbouring
+ * pages of a frame together.  The slack is taken below the budget, so the
+ * bound holds.
+ */
+static void evict_locked(struct daemon *d)
+{
+	uint64_t target = d->kc_budget - d->kc_slack;
+	do {
+		size_t nb = 0;
+		while (d->kc_bytes > target && d->fifo_len > 1 && nb < d->batch_cap)
+			d->batch[nb++] = take_oldest_locked(d);
+		qsort(d->batch, nb, sizeof(*d->batch), entry_cmp);
+		for (size_t i = 0; i < nb;) {
+			size_t j = i + 1;
+			while (j < nb && d->batch[j].node == d->batch[i].node &&
+			       d->batch[j].page == d->batch[i].page + (j - i))
+				j++;
+			queue_inval_locked(d, d->nodes[d->batch[i].node], d->batch[i].page, j - i);
+			i = j;
+		}
+	} while (d->kc_bytes > d->kc_budget && d->fifo_len > 1);
 }
 
 static void note_locked(struct daemon *d, struct node *n, uint64_t page)
@@ -139,8 +189,8 @@ static void note_locked(struct daemon *d, struct node *n, uint64_t page)
 	d->fifo[tail].page = page;
 	d->fifo_len++;
 	d->kc_bytes += page_len(n, page);
-	while (d->kc_bytes > d->kc_budget && d->fifo_len > 1)
-		pop_oldest_locked(d);
+	if (d->kc_bytes > d->kc_budget)
+		evict_locked(d);
 }
 
 /*
@@ -345,6 +395,14 @@ int kc_init(struct daemon *d)
 	d->fifo = calloc(d->fifo_cap, sizeof(*d->fifo));
 	if (!d->fifo)
 		return -ENOMEM;
+	/* an eighth of the budget, at most 8 MiB, dropped at a time (none below 4 pages) */
+	d->kc_slack = d->kc_budget / 8 < (UINT64_C(8) << 20) ? d->kc_budget / 8 : UINT64_C(8) << 20;
+	if (d->kc_slack < 4 * max_ps)
+		d->kc_slack = 0;
+	d->batch_cap = (size_t)(d->kc_slack / min_ps) + 1;
+	d->batch = calloc(d->batch_cap, sizeof(*d->batch));
+	if (!d->batch)
+		return -ENOMEM;
 
 	d->push = any_ro;
 	return 0;
@@ -387,6 +445,8 @@ void kc_fini(struct daemon *d)
 {
 	free(d->fifo);
 	d->fifo = NULL;
+	free(d->batch);
+	d->batch = NULL;
 }
 
 /*

@@ -139,6 +139,9 @@ struct daemon {
 	struct kc_entry *fifo; /* ring */
 	size_t fifo_cap, fifo_head, fifo_len;
 	uint64_t kc_bytes, kc_budget;
+	uint64_t kc_slack;      /* over budget: drop to kc_budget - kc_slack at once (see evict_locked) */
+	struct kc_entry *batch; /* the pages of one such drop, sorted to merge neighbours */
+	size_t batch_cap;
 
 	/* bdi readahead, applied once after INIT */
 	char bdi[64];
