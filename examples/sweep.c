@@ -493,9 +493,19 @@ static int map_file(struct sweep_cube *c, const char *path, uint64_t off, char *
 	}
 	void *m = mmap(NULL, need, PROT_READ, MAP_SHARED, fd, 0);
 	int e = errno;
-	close(fd);
-	if (m == MAP_FAILED)
+	if (m == MAP_FAILED) {
+		close(fd);
 		return fail(err, errlen, -e, "%s: mmap: %s", path, strerror(e));
+	}
+	/* a umapfs view takes prefetch requests (see umapfs/ioctl.h); --no-willneed asks for nothing */
+	struct umapfs_ioc_range probe = {0, 0};
+	struct umapfs_ioc_ranges none = {.count = 0};
+	if (ioctl(fd, UMAPFS_IOC_PREFETCH, &probe) == 0) {
+		c->pf_fd = fd;
+		c->pf_vec = ioctl(fd, UMAPFS_IOC_PREFETCH_RANGES, &none) == 0;
+	} else {
+		close(fd);
+	}
 	c->map = m;
 	c->map_len = need;
 	c->data = (const unsigned char *)m + off;
@@ -507,6 +517,7 @@ int sweep_cube_open(struct sweep_cube *c, const char *path, int backend, const c
 {
 	memset(c, 0, sizeof(*c));
 	c->bscale = 1;
+	c->pf_fd = -1;
 	c->path = strdup(path);
 	if (!c->path)
 		return fail(err, errlen, -ENOMEM, "out of memory");
@@ -680,6 +691,8 @@ void sweep_cube_close(struct sweep_cube *c)
 {
 	if (c->map)
 		munmap(c->map, c->map_len);
+	if (c->map && c->pf_fd >= 0)
+		close(c->pf_fd);
 	if (c->frames) {
 		for (long k = 0; k < c->n; k++)
 			free(c->frames[k]);
@@ -1337,7 +1350,6 @@ struct run {
 	_Atomic long ahead; /* start rows whose reach in every plane was asked for (MADV_WILLNEED) */
 	long ahead_first;   /* ahead's initial value: the first request also covers rows above */
 	long ahead_rows;    /* how far ahead of the band to ask */
-	int pf_fd;          /* the cube on a umapfs mount: UMAPFS_IOC_PREFETCH, else -1 (madvise) */
 	int err;
 	char errmsg[512];
 	pthread_mutex_t lock;
@@ -1380,6 +1392,53 @@ static int all_resident(uintptr_t a, uintptr_t b)
 	return 1;
 }
 
+static void madvise_range(const struct sweep_cube *c, struct umapfs_ioc_range rg)
+{
+	uintptr_t a = (uintptr_t)c->map + rg.offset, al = a & ~(uintptr_t)4095;
+	madvise((void *)al, a + rg.length - al, MADV_WILLNEED);
+}
+
+/* Send the ranges gathered in rs as one request (or madvise them if it fails); empties rs. */
+static void prefetch_send(const struct sweep_cube *c, struct umapfs_ioc_ranges *rs)
+{
+	if (rs->count && ioctl(c->pf_fd, UMAPFS_IOC_PREFETCH_RANGES, rs) != 0)
+		for (uint32_t i = 0; i < rs->count; i++)
+			madvise_range(c, rs->range[i]);
+	rs->count = 0;
+}
+
+/*
+ * Ask for rows [lo, hi) of plane k (clipped): add them to rs for one request
+ * with others (a view taking PREFETCH_RANGES), else ask at once.  Rows all in
+ * the page cache are skipped (mincore: no I/O, no request).
+ */
+static void prefetch_plane_rows(const struct sweep_cube *c, struct umapfs_ioc_ranges *rs, long k,
+				long lo, long hi)
+{
+	if (lo < 0)
+		lo = 0;
+	if (hi > c->h)
+		hi = c->h;
+	if (lo >= hi)
+		return;
+	size_t row = (size_t)c->w * type_size(c->type), plane = row * (size_t)c->h;
+	uintptr_t a = (uintptr_t)c->data + (size_t)k * plane + (size_t)lo * row;
+	uintptr_t b = a + (size_t)(hi - lo) * row;
+	if (all_resident(a, b))
+		return;
+	struct umapfs_ioc_range rg = {.offset = a - (uintptr_t)c->map, .length = b - a};
+	if (c->pf_vec) {
+		rs->range[rs->count++] = rg;
+		if (rs->count == UMAPFS_IOC_MAX_RANGES)
+			prefetch_send(c, rs);
+		return;
+	}
+	/* one request per plane, no READ per 4 KiB block */
+	if (c->pf_fd >= 0 && ioctl(c->pf_fd, UMAPFS_IOC_PREFETCH, &rg) == 0)
+		return;
+	madvise_range(c, rg);
+}
+
 /*
  * Ask the kernel to read, in the background (MADV_WILLNEED), what paths
  * starting on rows [ahead, upto) reach: in plane k the rows within halo_k of
@@ -1401,31 +1460,35 @@ static void prefetch_rows(struct run *r, long upto)
 		;
 	if (from >= upto || (upto - from < step && upto != c->h && from != r->ahead_first))
 		return;
-	size_t es = type_size(c->type), row = (size_t)c->w * es;
-	size_t plane = row * (size_t)c->h;
-	uintptr_t base = (uintptr_t)c->data;
-	for (long k = 0; k < c->n; k++) {
-		long h = r->halo_k[k];
-		long lo = from == r->ahead_first ? from - h : from + h, hi = upto + h;
-		if (lo < 0)
-			lo = 0;
-		if (hi > c->h)
-			hi = c->h;
-		if (lo >= hi)
-			continue;
-		uintptr_t a = base + k * plane + (size_t)lo * row;
-		uintptr_t b = base + k * plane + (size_t)hi * row;
-		if (all_resident(a, b))
-			continue; /* a second pass over a cached cube asks for nothing */
-		if (r->pf_fd >= 0) {
-			/* one request per plane, no READ per 4 KiB block */
-			struct umapfs_ioc_range rg = {.offset = a - (uintptr_t)c->map, .length = b - a};
-			if (ioctl(r->pf_fd, UMAPFS_IOC_PREFETCH, &rg) == 0)
-				continue;
+	/*
+	 * A mount fills requests in the order they come: ask a page of rows
+	 * of every plane at a time, so the first paths of the band (which
+	 * need every plane) are served first, not after all of plane 0.
+	 */
+	size_t row = (size_t)c->w * type_size(c->type);
+	long sub = c->pf_vec && r->o->page > row ? (long)(r->o->page / row) : upto - from;
+	struct umapfs_ioc_ranges rs = {.count = 0};
+	for (long s = from; s < upto; s += sub) {
+		long e = upto - s > sub ? s + sub : upto;
+		for (long k = 0; k < c->n; k++) {
+			long h = r->halo_k[k];
+			prefetch_plane_rows(c, &rs, k, s == r->ahead_first ? s - h : s + h, e + h);
 		}
-		uintptr_t al = a & ~(uintptr_t)4095;
-		madvise((void *)al, b - al, MADV_WILLNEED);
+		prefetch_send(c, &rs);
 	}
+}
+
+void sweep_prefetch_paths(const struct sweep_cube *c, const struct sweep_cand *p, size_t n, int r)
+{
+	if (!c->map || c->backend == SWEEP_CFITSIO)
+		return;
+	struct umapfs_ioc_ranges rs = {.count = 0};
+	for (size_t i = 0; i < n; i++)
+		for (long k = 0; k < c->n; k++) {
+			long y = (long)p[i].y0 + disp(p[i].vy, c->dt[k]);
+			prefetch_plane_rows(c, &rs, k, y - r, y + r + 1);
+		}
+	prefetch_send(c, &rs);
 }
 
 /*
@@ -1631,7 +1694,6 @@ long sweep_run(const struct sweep_cube *c, const struct sweep_opts *o, struct sw
 {
 	struct run r;
 	memset(&r, 0, sizeof(r));
-	r.pf_fd = -1;
 	r.c = c;
 	r.o = o;
 	long ret = 0;
@@ -1722,15 +1784,6 @@ long sweep_run(const struct sweep_cube *c, const struct sweep_opts *o, struct sw
 			r.halo_k[k] = (long)ceil(o->vmax * c->dt[k]) + 2;
 	}
 	r.ahead_first = r.ahead;
-	if (c->map && !o->no_willneed) {
-		/* on a umapfs mount, ask the daemon itself (see umapfs/ioctl.h) */
-		int fd = open(c->path, O_RDONLY | O_CLOEXEC);
-		struct umapfs_ioc_range probe = {0, 0};
-		if (fd >= 0 && ioctl(fd, UMAPFS_IOC_PREFETCH, &probe) == 0)
-			r.pf_fd = fd;
-		else if (fd >= 0)
-			close(fd);
-	}
 	r.ahead_rows = ahead_rows_for(&r, 4 + 2 * nth);
 	r.heaps = calloc(nth, sizeof(struct heap));
 	struct worker *wk = calloc(nth, sizeof(*wk));
@@ -1807,8 +1860,6 @@ out:
 	free(r.ody);
 	free(r.order);
 	free(r.halo_k);
-	if (r.pf_fd >= 0)
-		close(r.pf_fd);
 	pthread_mutex_destroy(&r.lock);
 	return ret;
 }

@@ -50,6 +50,8 @@ struct sweep_cube {
 	const unsigned char *data; /* first byte of plane 0 (mmap backends) */
 	void *map;
 	size_t map_len;
+	int pf_fd;           /* mapped from a umapfs view: kept open for its prefetch requests, else -1 */
+	int pf_vec;          /* ... and the daemon takes UMAPFS_IOC_PREFETCH_RANGES */
 	double bscale, bzero;
 	int has_blank;
 	long long blank;
@@ -192,6 +194,17 @@ int sweep_static_ensure(const struct sweep_cube *c, void *fh, long ylo, long yhi
 /* Open/close per-thread cfitsio handles for the cfitsio backend. */
 void *sweep_fh_open(const struct sweep_cube *c, char *err, size_t errlen);
 void sweep_fh_close(const struct sweep_cube *c, void *fh);
+
+/*
+ * Ask in the background for the rows the paths p[0..n) touch, widened by r
+ * rows, before they are walked one at a time (refinement, samples, stamps):
+ * a cube larger than a mount's buffer no longer holds them, and faulting
+ * them in one by one costs a round trip to the daemon each.  On a umapfs
+ * view one UMAPFS_IOC_PREFETCH_RANGES request per 255 planes' rows,
+ * elsewhere MADV_WILLNEED;
+ * rows already in the page cache are skipped.  Mapped cubes only; best effort.
+ */
+void sweep_prefetch_paths(const struct sweep_cube *c, const struct sweep_cand *p, size_t n, int r);
 
 /* Evaluate given paths (median and count) with all threads. Returns 0 or -errno. */
 int sweep_eval_paths(const struct sweep_cube *c, struct sweep_cand *p, size_t n, int threads,

@@ -160,10 +160,12 @@ static void write_samples(FILE *o, const float *v, int m, int json)
 		fprintf(o, i ? (json ? ", %.9g" : ";%.9g") : "%.9g", v[i]);
 }
 
+#define STAMP_R 12 /* a stamp is (2 STAMP_R + 1)^2 pixels around the track */
+
 static int stamp_png(const struct sweep_cube *c, void *fh, const struct sweep_cand *p, const char *file)
 {
-	const int r = 12, s = 2 * r + 1, zoom = 5;
-	float img[25 * 25], sorted[25 * 25];
+	const int r = STAMP_R, s = 2 * r + 1, zoom = 5;
+	float img[(2 * STAMP_R + 1) * (2 * STAMP_R + 1)], sorted[(2 * STAMP_R + 1) * (2 * STAMP_R + 1)];
 	int ret = sweep_stamp(c, fh, p, r, img);
 	if (ret)
 		return ret;
@@ -558,11 +560,23 @@ int main(int argc, char **argv)
 	}
 	if (rank == 0) {
 		size_t k = sweep_suppress(&c, cand, (size_t)nc, radius, (size_t)top);
+		/*
+		 * Refinement, samples and stamps walk the top paths one at a
+		 * time: ask for their rows first, one candidate ahead, so the
+		 * reads run while the previous candidate is worked on.
+		 */
+		double step = sweep_vstep(&c, &o);
+		int reach = (refine ? 4 + (int)ceil(step * (c.n > 1 ? c.dt[c.n - 1] : 0)) : 0) +
+			    (pngdir ? STAMP_R : 0);
+		if (!o.no_willneed && k)
+			sweep_prefetch_paths(&c, cand, 1, reach);
 		if (refine) {
-			double step = sweep_vstep(&c, &o);
-			for (size_t i = 0; i < k; i++)
+			for (size_t i = 0; i < k; i++) {
+				if (!o.no_willneed && i + 1 < k)
+					sweep_prefetch_paths(&c, cand + i + 1, 1, reach);
 				if (sweep_refine(&c, &cand[i], step) != 0)
 					fprintf(stderr, "%s: refinement failed (out of memory)\n", prog);
+			}
 		}
 		if (!quiet)
 			fprintf(stderr,
@@ -578,8 +592,13 @@ int main(int argc, char **argv)
 				c.path, c.n, c.h, c.w, (unsigned long long)st.paths, st.seconds);
 		else
 			fprintf(out, "rank,x0,y0,vx,vy,median,count%s\n", samples ? ",samples" : "");
+		int out_reach = pngdir ? STAMP_R : 0;
+		if (!o.no_willneed && k && (samples || pngdir))
+			sweep_prefetch_paths(&c, cand, 1, out_reach);
 		for (size_t i = 0; i < k; i++) {
 			const struct sweep_cand *p = &cand[i];
+			if (!o.no_willneed && i + 1 < k && (samples || pngdir))
+				sweep_prefetch_paths(&c, cand + i + 1, 1, out_reach);
 			int m = samples ? sweep_gather(&c, fh, p->x0, p->y0, p->vx, p->vy, sv) : 0;
 			if (json) {
 				fprintf(out, "%s\n  {\"rank\": %zu, \"x0\": %d, \"y0\": %d, \"vx\": %.6g, "
