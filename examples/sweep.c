@@ -1460,19 +1460,29 @@ static void prefetch_rows(struct run *r, long upto)
 		;
 	if (from >= upto || (upto - from < step && upto != c->h && from != r->ahead_first))
 		return;
+	/* plane k needs rows [lo_k, hi_k): what paths starting on [from, upto) reach, not asked before */
+	long lo_min = LONG_MAX, hi_max = LONG_MIN;
+	for (long k = 0; k < c->n; k++) {
+		long h = r->halo_k[k], lo = from == r->ahead_first ? from - h : from + h;
+		lo_min = lo < lo_min ? lo : lo_min;
+		hi_max = upto + h > hi_max ? upto + h : hi_max;
+	}
+	if (lo_min < 0)
+		lo_min = 0;
 	/*
-	 * A mount fills requests in the order they come: ask a page of rows
-	 * of every plane at a time, so the first paths of the band (which
-	 * need every plane) are served first, not after all of plane 0.
+	 * A mount fills requests in the order they come: ask for one page of
+	 * rows of every plane at a time, top down, so the rows the band needs
+	 * first are filled first in every plane (its paths need them all), not
+	 * all of plane 0 first.
 	 */
 	size_t row = (size_t)c->w * type_size(c->type);
-	long sub = c->pf_vec && r->o->page > row ? (long)(r->o->page / row) : upto - from;
+	long sub = c->pf_vec && r->o->page > row ? (long)(r->o->page / row) : hi_max - lo_min;
 	struct umapfs_ioc_ranges rs = {.count = 0};
-	for (long s = from; s < upto; s += sub) {
-		long e = upto - s > sub ? s + sub : upto;
+	for (long j = lo_min - lo_min % sub; j < hi_max; j += sub) {
 		for (long k = 0; k < c->n; k++) {
-			long h = r->halo_k[k];
-			prefetch_plane_rows(c, &rs, k, s == r->ahead_first ? s - h : s + h, e + h);
+			long h = r->halo_k[k], lo = from == r->ahead_first ? from - h : from + h;
+			long hi = upto + h;
+			prefetch_plane_rows(c, &rs, k, lo > j ? lo : j, hi < j + sub ? hi : j + sub);
 		}
 		prefetch_send(c, &rs);
 	}
