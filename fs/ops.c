@@ -640,20 +640,28 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
  */
 /*
  * Fill and push the pages of [off, off+len) of a view the kernel does not
- * already hold whole (UMAPFS_IOC_PREFETCH): runs of them, each one engine
- * prefetch.  The range is clipped to the view.
+ * already hold whole (UMAPFS_IOC_PREFETCH), clipped to the view and to the
+ * *left bytes a request may still ask for (which it lowers): asking for more
+ * than the mount's budget would only push out what was just asked for.  Runs
+ * of such pages go to the engine in pieces of at most a quarter of its
+ * staging buffer (a larger prefetch is refused there with ENOSPC).
  */
-static void prefetch_range(struct daemon *d, struct node *n, uint64_t off, uint64_t len)
+static void prefetch_range(struct daemon *d, struct node *n, uint64_t off, uint64_t len,
+			   uint64_t *left)
 {
 	uint64_t end = off + len < n->size ? off + len : n->size;
-	if (off >= end)
+	if (off >= end || !*left)
 		return;
+	if (end - off > *left)
+		end = off + *left;
+	*left -= end - off;
 	uint64_t ps = n->page_size, p = off / ps, last = (end - 1) / ps;
+	uint64_t piece = d->opt.staging_size / 4 / ps ? d->opt.staging_size / 4 / ps : 1;
 	while (p <= last) {
 		while (p <= last && kc_pushed(d, n, p))
 			p++;
 		uint64_t q = p;
-		while (q <= last && !kc_pushed(d, n, q))
+		while (q <= last && q - p < piece && !kc_pushed(d, n, q))
 			q++;
 		if (p < q) {
 			uint64_t hi = q * ps < n->size ? q * ps : n->size;
@@ -687,7 +695,8 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			fuse_reply_err(req, EINVAL);
 			return;
 		}
-		prefetch_range(d, n, r.offset, r.length);
+		uint64_t left = d->kc_budget;
+		prefetch_range(d, n, r.offset, r.length, &left);
 		fuse_reply_ioctl(req, 0, NULL, 0);
 		return;
 	}
@@ -706,8 +715,9 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			fuse_reply_err(req, EINVAL);
 			return;
 		}
+	uint64_t left = d->kc_budget;
 	for (uint32_t i = 0; i < rs->count; i++)
-		prefetch_range(d, n, rs->range[i].offset, rs->range[i].length);
+		prefetch_range(d, n, rs->range[i].offset, rs->range[i].length, &left);
 	fuse_reply_ioctl(req, 0, NULL, 0);
 }
 

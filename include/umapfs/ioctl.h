@@ -26,8 +26,9 @@ struct umapfs_ioc_range {
  * file costs.  Pages the kernel already holds whole are skipped.  Returns at
  * once (0); a range past the end of the view is clipped; errors: EINVAL
  * (length overflows), ENOTTY (not a view).  The pages count against the
- * mount's buffer_size like any others, so asking for more than the buffer
- * holds pushes out older pages.
+ * mount's buffer_size like any others, pushing out older pages; one request
+ * asks for at most buffer_size bytes (beyond that it would push out what it
+ * just filled), the rest is ignored.
  */
 #define UMAPFS_IOC_PREFETCH _IOW('u', 1, struct umapfs_ioc_range)
 

@@ -308,6 +308,31 @@ Test(views, ioctl_prefetch_pushes_whole_pages)
 	close(sfd);
 }
 
+Test(views, ioctl_prefetch_past_the_staging_buffer_fills_up_to_the_budget)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/v2", m.mnt);
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	/*
+	 * 3 MiB from 1 MiB: more than the engine's staging buffer (1 MiB here)
+	 * and than the budget (1 MiB): the first budget's worth is pushed.
+	 */
+	const size_t off = 1u << 20, len = 3u << 20, budget = 1u << 20;
+	cr_assert_eq(cached_bytes(fd, off, len), 0);
+	struct umapfs_ioc_range rg = {.offset = off, .length = len};
+	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH, &rg), 0, "ioctl: %s", strerror(errno));
+	size_t got = 0;
+	for (int i = 0; i < 500 && (got = cached_bytes(fd, off, budget)) < budget; i++)
+		usleep(10000);
+	cr_assert_eq(got, budget, "after 5 s only %zu of the first %zu bytes pushed", got, budget);
+	unsigned char *p = mmap(NULL, budget, PROT_READ, MAP_SHARED, fd, (off_t)off);
+	cr_assert_neq(p, MAP_FAILED);
+	cr_assert(memcmp(p, v2 + off, budget) == 0, "pushed bytes differ from the extents");
+	munmap(p, budget);
+	close(fd);
+}
+
 Test(views, ioctl_prefetch_ranges_pushes_every_range)
 {
 	char path[512];
