@@ -27,8 +27,9 @@ mem_start() {
 	echo 0 >"$state"
 	(
 		# on TERM, finish the fincore in progress (it holds FILE open: an
-		# unmount right after mem_stop would fail with EBUSY), then exit
-		trap 'exit 0' TERM
+		# unmount right after mem_stop would fail with EBUSY), stop the
+		# sleep, then exit
+		trap 'kill $! 2>/dev/null; exit 0' TERM
 		max=0
 		while :; do
 			r=$(timeout -k 1 5 fincore --bytes --noheadings --output RES "$f" 2>/dev/null || echo 0)
