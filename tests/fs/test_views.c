@@ -266,6 +266,24 @@ static size_t cached_bytes(int fd, size_t off, size_t len)
 	return got;
 }
 
+/* Wait (at most 5 s) until all of [off, off+len) of the view is in the kernel page cache. */
+static void wait_cached(int fd, size_t off, size_t len)
+{
+	size_t got = 0;
+	for (int i = 0; i < 500 && (got = cached_bytes(fd, off, len)) < len; i++)
+		usleep(10000);
+	cr_assert_eq(got, len, "after 5 s only %zu of %zu bytes at %zu pushed", got, len, off);
+}
+
+/* The mapped bytes [off, off+len) of v2 are the extents' bytes. */
+static void expect_v2_bytes(int fd, size_t off, size_t len)
+{
+	unsigned char *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off);
+	cr_assert_neq(p, MAP_FAILED);
+	cr_assert(memcmp(p, v2 + off, len) == 0, "pushed bytes at %zu differ from the extents", off);
+	munmap(p, len);
+}
+
 Test(views, ioctl_prefetch_pushes_whole_pages)
 {
 	char path[512];
@@ -279,18 +297,12 @@ Test(views, ioctl_prefetch_pushes_whole_pages)
 	uint64_t reads0 = stats_get(slurp(path), "fuse_reads");
 	struct umapfs_ioc_range rg = {.offset = off, .length = len};
 	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH, &rg), 0, "ioctl: %s", strerror(errno));
-	size_t got = 0;
-	for (int i = 0; i < 500 && (got = cached_bytes(fd, off, len)) < len; i++)
-		usleep(10000);
-	cr_assert_eq(got, len, "after 5 s only %zu of %zu bytes pushed", got, len);
+	wait_cached(fd, off, len);
 	const char *s = slurp(path);
 	cr_assert_eq(stats_get(s, "fuse_reads"), reads0, "a prefetch needs no READ:\n%s", s);
 	cr_assert_geq(stats_get(s, "ioctl_prefetches"), 1, "stats:\n%s", s);
 	/* the pushed bytes are the view's */
-	unsigned char *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off);
-	cr_assert_neq(p, MAP_FAILED);
-	cr_assert(memcmp(p, v2 + off, len) == 0, "pushed bytes differ from the extents");
-	munmap(p, len);
+	expect_v2_bytes(fd, off, len);
 	/* a range past the end is clipped; an overflowing one is refused */
 	rg.offset = v2_size - 100;
 	rg.length = 1u << 30;
@@ -322,14 +334,8 @@ Test(views, ioctl_prefetch_past_the_staging_buffer_fills_up_to_the_budget)
 	cr_assert_eq(cached_bytes(fd, off, len), 0);
 	struct umapfs_ioc_range rg = {.offset = off, .length = len};
 	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH, &rg), 0, "ioctl: %s", strerror(errno));
-	size_t got = 0;
-	for (int i = 0; i < 500 && (got = cached_bytes(fd, off, budget)) < budget; i++)
-		usleep(10000);
-	cr_assert_eq(got, budget, "after 5 s only %zu of the first %zu bytes pushed", got, budget);
-	unsigned char *p = mmap(NULL, budget, PROT_READ, MAP_SHARED, fd, (off_t)off);
-	cr_assert_neq(p, MAP_FAILED);
-	cr_assert(memcmp(p, v2 + off, budget) == 0, "pushed bytes differ from the extents");
-	munmap(p, budget);
+	wait_cached(fd, off, budget);
+	expect_v2_bytes(fd, off, budget);
 	close(fd);
 }
 
@@ -367,14 +373,8 @@ Test(views, ioctl_prefetch_ranges_pushes_every_range)
 	rs.count = 3;
 	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH_RANGES, &rs), 0, "ioctl: %s", strerror(errno));
 	for (int i = 0; i < 3; i++) {
-		size_t got = 0;
-		for (int t = 0; t < 500 && (got = cached_bytes(fd, off[i], len)) < len; t++)
-			usleep(10000);
-		cr_assert_eq(got, len, "range %d: after 5 s only %zu of %zu bytes pushed", i, got, len);
-		unsigned char *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)off[i]);
-		cr_assert_neq(p, MAP_FAILED);
-		cr_assert(memcmp(p, v2 + off[i], len) == 0, "range %d: pushed bytes differ from the extents", i);
-		munmap(p, len);
+		wait_cached(fd, off[i], len);
+		expect_v2_bytes(fd, off[i], len);
 	}
 	s = slurp(path);
 	cr_assert_eq(stats_get(s, "fuse_reads"), reads0, "a prefetch needs no READ:\n%s", s);
@@ -397,9 +397,6 @@ Test(views, a_read_of_one_block_brings_the_whole_page)
 	unsigned char b[4096];
 	cr_assert_eq(pread(fd, b, sizeof(b), (off_t)(page + 8192)), (ssize_t)sizeof(b));
 	cr_assert(memcmp(b, v2 + page + 8192, sizeof(b)) == 0);
-	size_t got = 0;
-	for (int i = 0; i < 500 && (got = cached_bytes(fd, page, ps)) < ps; i++)
-		usleep(10000);
-	cr_assert_eq(got, ps, "only %zu of the page's %zu bytes reached the kernel cache", got, ps);
+	wait_cached(fd, page, ps);
 	close(fd);
 }
