@@ -266,6 +266,16 @@ static size_t cached_bytes(int fd, size_t off, size_t len)
 	return got;
 }
 
+/* A read-only descriptor of the mounted view v2. */
+static int open_v2(void)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/v2", m.mnt);
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	return fd;
+}
+
 /* Wait (at most 5 s) until all of [off, off+len) of the view is in the kernel page cache. */
 static void wait_cached(int fd, size_t off, size_t len)
 {
@@ -287,9 +297,7 @@ static void expect_v2_bytes(int fd, size_t off, size_t len)
 Test(views, ioctl_prefetch_pushes_whole_pages)
 {
 	char path[512];
-	snprintf(path, sizeof(path), "%s/v2", m.mnt);
-	int fd = open(path, O_RDONLY);
-	cr_assert_geq(fd, 0);
+	int fd = open_v2();
 	/* 256 KiB (16 pages) at 1 MiB: nothing cached before, all of it after, no READ */
 	const size_t off = 1u << 20, len = 256u << 10;
 	cr_assert_eq(cached_bytes(fd, off, len), 0);
@@ -322,10 +330,7 @@ Test(views, ioctl_prefetch_pushes_whole_pages)
 
 Test(views, ioctl_prefetch_past_the_staging_buffer_fills_up_to_the_budget)
 {
-	char path[512];
-	snprintf(path, sizeof(path), "%s/v2", m.mnt);
-	int fd = open(path, O_RDONLY);
-	cr_assert_geq(fd, 0);
+	int fd = open_v2();
 	/*
 	 * 3 MiB from 1 MiB: more than the engine's staging buffer (1 MiB here)
 	 * and than the budget (1 MiB): the first budget's worth is pushed.
@@ -342,9 +347,7 @@ Test(views, ioctl_prefetch_past_the_staging_buffer_fills_up_to_the_budget)
 Test(views, ioctl_prefetch_ranges_pushes_every_range)
 {
 	char path[512];
-	snprintf(path, sizeof(path), "%s/v2", m.mnt);
-	int fd = open(path, O_RDONLY);
-	cr_assert_geq(fd, 0);
+	int fd = open_v2();
 	/* three 64 KiB ranges apart from each other (and from the other tests' ranges), one request */
 	const size_t off[3] = {(size_t)640 << 10, (size_t)3 << 20, (size_t)4224 << 10}, len = 64u << 10;
 	struct umapfs_ioc_ranges rs = {.count = 3};
@@ -387,10 +390,7 @@ Test(views, ioctl_prefetch_ranges_pushes_every_range)
 
 Test(views, a_read_of_one_block_brings_the_whole_page)
 {
-	char path[512];
-	snprintf(path, sizeof(path), "%s/v2", m.mnt);
-	int fd = open(path, O_RDONLY);
-	cr_assert_geq(fd, 0);
+	int fd = open_v2();
 	/* one 4 KiB block in the middle of the 16 KiB page at 2 MiB */
 	const size_t page = 2u << 20, ps = 16384;
 	cr_assert_eq(cached_bytes(fd, page, ps), 0);
