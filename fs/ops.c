@@ -358,6 +358,14 @@ static void seq_detect(struct daemon *d, struct node *n, uint64_t first, uint64_
 	} else if (first == s->last_page + 1 || (s->pf_upto && first == s->pf_upto)) {
 		/* the next page, or the first one past what was prefetched */
 		s->run += last + 1 - (first == s->last_page + 1 ? first : s->last_page + 1);
+	} else if (first > s->last_page && first < s->pf_upto) {
+		/*
+		 * Ahead of the reader, inside what was prefetched: the push of
+		 * a page in between has not landed yet (small pages overtake
+		 * the notifier), so the faults skipped pages the kernel already
+		 * held.  Still the same forward run, not a jump.
+		 */
+		s->run += last - s->last_page;
 	} else if (first != s->last_page) {
 		s->run = 0; /* a jump; a READ of the same page changes nothing */
 		s->pf_upto = 0;

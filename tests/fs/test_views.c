@@ -400,3 +400,35 @@ Test(views, a_read_of_one_block_brings_the_whole_page)
 	wait_cached(fd, page, ps);
 	close(fd);
 }
+
+/*
+ * Small pages overtake the notifier: a sequential reader faults on a page
+ * whose push has not landed while the pages before it are cached, so its
+ * READs skip forward inside the window already prefetched.  That is the
+ * same forward run, and must prefetch on, not start over (which halved a
+ * 64 KiB-page scan).  O_DIRECT sends every READ, in the order given.
+ */
+Test(views, a_read_that_skips_ahead_inside_the_prefetched_window_keeps_prefetching)
+{
+	char path[512], stats[512];
+	snprintf(path, sizeof(path), "%s/v2", m.mnt);
+	snprintf(stats, sizeof(stats), "%s/.umapfs/stats", m.mnt);
+	int fd = open(path, O_RDONLY | O_DIRECT);
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	const size_t ps = 16384;
+	void *b;
+	cr_assert_eq(posix_memalign(&b, 4096, 4096), 0);
+	/* pages 0..3: a forward run, prefetching past page 4 */
+	for (size_t p = 0; p < 4; p++)
+		cr_assert_eq(pread(fd, b, 4096, (off_t)(p * ps)), 4096, "%s", strerror(errno));
+	const char *s = slurp(stats);
+	uint64_t pf = stats_get(s, "seq_prefetches");
+	cr_assert_geq(pf, 1, "a run of four pages prefetched nothing:\n%s", s);
+	/* page 7, inside what was prefetched for the run */
+	cr_assert_eq(pread(fd, b, 4096, (off_t)(7 * ps)), 4096, "%s", strerror(errno));
+	cr_assert(memcmp(b, v2 + 7 * ps, 4096) == 0);
+	s = slurp(stats);
+	cr_assert_eq(stats_get(s, "seq_prefetches"), pf + 1, "the run started over:\n%s", s);
+	free(b);
+	close(fd);
+}
