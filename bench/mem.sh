@@ -28,8 +28,8 @@ mem_start() {
 	(
 		# on TERM, finish the fincore in progress (it holds FILE open: an
 		# unmount right after mem_stop would fail with EBUSY), stop the
-		# sleep, then exit
-		trap 'kill $! 2>/dev/null; exit 0' TERM
+		# sleep (none yet if TERM comes first: $! unset), then exit
+		trap '[ -z "${!:-}" ] || kill "$!" 2>/dev/null; exit 0' TERM
 		max=0
 		while :; do
 			r=$(timeout -k 1 5 fincore --bytes --noheadings --output RES "$f" 2>/dev/null || echo 0)
