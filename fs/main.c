@@ -95,6 +95,8 @@ static void usage(FILE *f)
 		"                      min(8M, staging_size/4); 0: off)\n"
 		"  -o readahead=SIZE   kernel readahead window of the mount (default: 4K;\n"
 		"                      page size, at most 1M, if a view is writable)\n"
+		"  -o readaround=SIZE  region filled around a miss where access is dense\n"
+		"                      (default 8M, at least 8 pages; 0: off)\n"
 		"  -o threads=N        maximum FUSE worker threads (default 16)\n"
 		"  -o io_threads=N     engine threads running prefetch fills (default 8)\n"
 		"  -o plugin=NAME|PATH view plugin (default raw); searched in\n"
@@ -211,7 +213,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	size_t nl = eq ? (size_t)(eq - arg) : strlen(arg);
 #define IS(name) (nl == strlen(name) && strncmp(arg, name, nl) == 0)
 	if (IS("page_size") || IS("buffer_size") || IS("staging_size") || IS("prefetch") ||
-	    IS("readahead") || IS("policy") || IS("plugin") || IS("threads") ||
+	    IS("readahead") || IS("readaround") || IS("policy") || IS("plugin") || IS("threads") ||
 	    IS("io_threads")) {
 		if (!val || !*val) {
 			fprintf(stderr, "umapfs: option %.*s needs a value\n", (int)nl, arg);
@@ -232,6 +234,9 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	} else if (IS("readahead")) {
 		if (parse_size_opt(ps, "readahead", val, &o->readahead) == 0)
 			o->have_readahead = 1;
+	} else if (IS("readaround")) {
+		if (parse_size_opt(ps, "readaround", val, &o->readaround) == 0)
+			o->have_readaround = 1;
 	} else if (IS("policy")) {
 		int p = umapfs_policy_parse(val);
 		if (p < 0) {
@@ -333,6 +338,13 @@ static int check_options(struct options *o)
 	}
 	if (!o->have_readahead)
 		o->readahead = o->page_size < (UINT64_C(1) << 20) ? o->page_size : UINT64_C(1) << 20;
+	if (!o->have_readaround)
+		o->readaround = UINT64_C(8) << 20;
+	if (o->readaround > (UINT64_C(1) << 30)) {
+		fprintf(stderr, "umapfs: readaround=%llu: at most 1G\n",
+			(unsigned long long)o->readaround);
+		return -1;
+	}
 	if (o->readahead > (UINT64_C(1) << 30)) {
 		fprintf(stderr, "umapfs: readahead=%llu: at most 1G\n",
 			(unsigned long long)o->readahead);

@@ -255,7 +255,9 @@ static struct textbuf *make_stats(struct daemon *d)
 		      "seq_prefetches %llu\n"
 		      "copied_reads %llu\n"
 		      "ioctl_prefetches %llu\n"
-		      "readahead_bytes %llu\n",
+		      "readaround_prefetches %llu\n"
+		      "readahead_bytes %llu\n"
+		      "readaround_bytes %llu\n",
 		      (unsigned long long)d->opt.buffer_size, (unsigned long long)kc_bytes,
 		      (unsigned long long)kc_budget, (unsigned long long)d->c.stores,
 		      (unsigned long long)d->c.store_bytes,
@@ -267,7 +269,8 @@ static struct textbuf *make_stats(struct daemon *d)
 		      (unsigned long long)d->c.prefetch_requests,
 		      (unsigned long long)d->c.copied_reads,
 		      (unsigned long long)d->c.ioctl_prefetches,
-		      (unsigned long long)d->opt.readahead);
+		      (unsigned long long)d->c.readaround_prefetches,
+		      (unsigned long long)d->opt.readahead, (unsigned long long)d->opt.readaround);
 	t->len = (size_t)l < cap ? (size_t)l : cap - 1;
 	return t;
 }
@@ -329,6 +332,83 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /*
+ * Fill and push, in the background, the pages of [off, off+len) of a view
+ * the kernel does not already hold whole (UMAPFS_IOC_PREFETCH and
+ * read-around), clipped to the view and to the *left bytes a request may
+ * still ask for (which it lowers): asking for more than the mount's budget
+ * would only push out what was just asked for.  Runs of such pages go to the
+ * engine in pieces of at most a quarter of its staging buffer (a larger
+ * prefetch is refused there with ENOSPC).  Nothing here waits for a fill.
+ * Returns the number of engine requests queued.
+ */
+static uint64_t prefetch_range(struct daemon *d, struct node *n, uint64_t off, uint64_t len,
+			       uint64_t *left)
+{
+	uint64_t end = off + len < n->size ? off + len : n->size, queued = 0;
+	if (off >= end || !*left)
+		return 0;
+	if (end - off > *left)
+		end = off + *left;
+	*left -= end - off;
+	uint64_t ps = n->page_size, p = off / ps, last = (end - 1) / ps;
+	uint64_t piece = d->opt.staging_size / 4 / ps ? d->opt.staging_size / 4 / ps : 1;
+	while (p <= last) {
+		while (p <= last && kc_pushed(d, n, p))
+			p++;
+		uint64_t q = p;
+		while (q <= last && q - p < piece && !kc_pushed(d, n, q))
+			q++;
+		if (p < q) {
+			uint64_t hi = q * ps < n->size ? q * ps : n->size;
+			if (umapfs_view_prefetch(n->view, p * ps, hi - p * ps, NULL, NULL, -1) == 0)
+				queued++;
+		}
+		p = q;
+	}
+	return queued;
+}
+
+/*
+ * Dense random access: a READ that is not part of a forward run, in a region
+ * of the view where the kernel already holds many pages (charged to the
+ * budget), fills the rest of that region in the background, as kernel mmap
+ * reads around a fault, so that a reader touching most of a region at random
+ * pays a few misses and one parallel fill instead of a miss per page.  Sparse
+ * access never reaches the threshold and fills only its own pages.  The region
+ * is `readaround` bytes, the aligned one holding the page; the threshold a
+ * sixteenth of its pages, at least 2, already held (so a region of 8 pages
+ * two of which are touched, such as one pixel's time series through a cube of
+ * planes of 4 pages, reads nothing around).  Off when the region is under 4
+ * pages (larger pages are read whole at the disk's pace already), for
+ * writable views (never pushed) and for a view that got a PREFETCH request:
+ * its reader says what it needs.
+ */
+static void around_detect(struct daemon *d, struct node *n, uint64_t page)
+{
+	if (!d->opt.readaround || n->writable || atomic_load(&n->explicit_prefetch))
+		return;
+	uint64_t ps = n->page_size, npages = (n->size + ps - 1) / ps;
+	uint64_t rp = d->opt.readaround / ps, need = rp / 16 > 2 ? rp / 16 : 2;
+	if (rp < 4)
+		return; /* pages this large are read whole and well already */
+	uint64_t r = page / rp, first = r * rp, end = first + rp < npages ? first + rp : npages;
+	if (end - first <= need || kc_count(d, n, first, end) < need)
+		return;
+	struct seq_state *s = &n->seq;
+	pthread_mutex_lock(&s->lock);
+	for (unsigned i = 0; i < 8; i++)
+		if (s->ar_recent[i] == r + 1) {
+			pthread_mutex_unlock(&s->lock);
+			return;
+		}
+	s->ar_recent[s->ar_next++ % 8] = r + 1;
+	pthread_mutex_unlock(&s->lock);
+	uint64_t left = d->kc_budget;
+	atomic_fetch_add(&d->c.readaround_prefetches,
+			 prefetch_range(d, n, first * ps, (end - first) * ps, &left));
+}
+
+/*
  * Sequential access: when READs walk forward page after page, queue fills
  * ahead so the pages (pushed into the kernel cache as they fill) are there
  * before the reader is.  The window grows with the run, as the kernel's own
@@ -336,16 +416,17 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
  * of a MADV_WILLNEED range, neighbouring paths of a sweep touching the same
  * page) prefetches at most as much again, so a reader that strides through
  * the view is not flooded with pages it will not use; random access
- * prefetches nothing.
+ * prefetches nothing.  Returns the length of the forward run in pages (below
+ * 2: not sequential).
  */
-static void seq_detect(struct daemon *d, struct node *n, uint64_t first, uint64_t last)
+static uint64_t seq_detect(struct daemon *d, struct node *n, uint64_t first, uint64_t last)
 {
 	uint64_t npages = (n->size + n->page_size - 1) / n->page_size;
 	uint64_t w = d->opt.prefetch / n->page_size;
 	if (d->opt.prefetch && !w)
 		w = 1;
 	if (!w)
-		return;
+		return 0;
 	struct seq_state *s = &n->seq;
 	uint64_t from = 0, to = 0;
 	pthread_mutex_lock(&s->lock);
@@ -387,6 +468,7 @@ static void seq_detect(struct daemon *d, struct node *n, uint64_t first, uint64_
 			atomic_store(&s->marker, from);
 		}
 	}
+	uint64_t run = s->run;
 	pthread_mutex_unlock(&s->lock);
 	/* Pages the kernel already holds whole need no fill. */
 	while (from < to && kc_pushed(d, n, from))
@@ -397,6 +479,7 @@ static void seq_detect(struct daemon *d, struct node *n, uint64_t first, uint64_
 		if (umapfs_view_prefetch(n->view, off, end - off, NULL, NULL, -1) == 0)
 			atomic_fetch_add(&d->c.prefetch_requests, 1);
 	}
+	return run;
 }
 
 /*
@@ -511,7 +594,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	size_t np = (size_t)(last - first + 1);
 
 	atomic_fetch_add(&d->c.reads, 1);
-	seq_detect(d, n, first, last);
+	if (seq_detect(d, n, first, last) < 2)
+		around_detect(d, n, first);
 	if (np > 1) /* fill all pages of the request concurrently */
 		umapfs_view_prefetch(n->view, first * ps, end - first * ps, NULL, NULL, -1);
 	uint64_t pin_bytes = (uint64_t)np * ps;
@@ -641,45 +725,6 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	fuse_reply_err(req, err);
 }
 
-/*
- * UMAPFS_IOC_PREFETCH (umapfs/ioctl.h): fill a range in the background and
- * push its pages whole, skipping the pages the kernel already holds whole.
- * Nothing here waits for a fill.
- */
-/*
- * Fill and push the pages of [off, off+len) of a view the kernel does not
- * already hold whole (UMAPFS_IOC_PREFETCH), clipped to the view and to the
- * *left bytes a request may still ask for (which it lowers): asking for more
- * than the mount's budget would only push out what was just asked for.  Runs
- * of such pages go to the engine in pieces of at most a quarter of its
- * staging buffer (a larger prefetch is refused there with ENOSPC).
- */
-static void prefetch_range(struct daemon *d, struct node *n, uint64_t off, uint64_t len,
-			   uint64_t *left)
-{
-	uint64_t end = off + len < n->size ? off + len : n->size;
-	if (off >= end || !*left)
-		return;
-	if (end - off > *left)
-		end = off + *left;
-	*left -= end - off;
-	uint64_t ps = n->page_size, p = off / ps, last = (end - 1) / ps;
-	uint64_t piece = d->opt.staging_size / 4 / ps ? d->opt.staging_size / 4 / ps : 1;
-	while (p <= last) {
-		while (p <= last && kc_pushed(d, n, p))
-			p++;
-		uint64_t q = p;
-		while (q <= last && q - p < piece && !kc_pushed(d, n, q))
-			q++;
-		if (p < q) {
-			uint64_t hi = q * ps < n->size ? q * ps : n->size;
-			if (umapfs_view_prefetch(n->view, p * ps, hi - p * ps, NULL, NULL, -1) == 0)
-				atomic_fetch_add(&d->c.ioctl_prefetches, 1);
-		}
-		p = q;
-	}
-}
-
 static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		     struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
 		     size_t out_bufsz)
@@ -704,7 +749,8 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			return;
 		}
 		uint64_t left = d->kc_budget;
-		prefetch_range(d, n, r.offset, r.length, &left);
+		atomic_store(&n->explicit_prefetch, 1);
+		atomic_fetch_add(&d->c.ioctl_prefetches, prefetch_range(d, n, r.offset, r.length, &left));
 		fuse_reply_ioctl(req, 0, NULL, 0);
 		return;
 	}
@@ -723,9 +769,11 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 			fuse_reply_err(req, EINVAL);
 			return;
 		}
-	uint64_t left = d->kc_budget;
+	uint64_t left = d->kc_budget, queued = 0;
+	atomic_store(&n->explicit_prefetch, 1);
 	for (uint32_t i = 0; i < rs->count; i++)
-		prefetch_range(d, n, rs->range[i].offset, rs->range[i].length, &left);
+		queued += prefetch_range(d, n, rs->range[i].offset, rs->range[i].length, &left);
+	atomic_fetch_add(&d->c.ioctl_prefetches, queued);
 	fuse_reply_ioctl(req, 0, NULL, 0);
 }
 

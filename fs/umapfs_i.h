@@ -43,6 +43,13 @@ struct seq_state {
 	 * without the lock by the push hook.
 	 */
 	_Atomic uint64_t marker;
+	/*
+	 * Read-around: the last regions filled around a dense random miss
+	 * (region index + 1; 0: none), so the READs that arrive while one is
+	 * in flight do not ask for it again.
+	 */
+	uint64_t ar_recent[8];
+	unsigned ar_next;
 };
 
 /* A two-level bitmap of application pages the kernel may cache. */
@@ -62,6 +69,7 @@ struct node {
 	uint64_t size, page_size;
 	int writable; /* mount writable and view writable */
 	struct seq_state seq;
+	_Atomic int explicit_prefetch; /* got a PREFETCH request: no read-around */
 	/*
 	 * Guarded by daemon.kc_lock.  kc: pages charged to the budget (the
 	 * kernel may cache some of their blocks); kfull: pages whose every
@@ -78,8 +86,8 @@ struct options {
 	char *source; /* owned copies */
 	char *mountpoint;
 	char *source_abs, *mountpoint_abs;
-	uint64_t page_size, buffer_size, staging_size, prefetch, readahead;
-	int have_staging, have_prefetch, have_readahead;
+	uint64_t page_size, buffer_size, staging_size, prefetch, readahead, readaround;
+	int have_staging, have_prefetch, have_readahead, have_readaround;
 	int policy;
 	char *plugin;
 	int writable;
@@ -107,7 +115,7 @@ struct kc_entry {
 struct daemon_counters {
 	_Atomic uint64_t reads, read_bytes, writes, write_bytes, flushes, flush_errors;
 	_Atomic uint64_t stores, store_bytes, invals, inval_bytes;
-	_Atomic uint64_t prefetch_requests, copied_reads, ioctl_prefetches;
+	_Atomic uint64_t prefetch_requests, copied_reads, ioctl_prefetches, readaround_prefetches;
 };
 
 struct daemon {
@@ -176,6 +184,7 @@ void kc_note(struct daemon *d, struct node *n, uint64_t first_page, uint64_t las
 void kc_filled(void *arg, struct umapfs_view *v, uint64_t off, const void *data, size_t len);
 void kc_push(struct node *n, uint64_t off, size_t len, int from_read);
 int kc_pushed(struct daemon *d, struct node *n, uint64_t page);
+uint64_t kc_count(struct daemon *d, struct node *n, uint64_t first, uint64_t end);
 int kc_evicting(void *arg, struct umapfs_view *v, uint64_t off, void *data, size_t len);
 void kbitmap_free(struct kbitmap *b);
 void apply_readahead(struct daemon *d);

@@ -89,6 +89,8 @@ Test(errors, bad_options)
 	refused(ok, "buffer_size=lots", 2, "buffer_size=lots: not a size");
 	refused(ok, "page_size=1M,buffer_size=64K", 2, "buffer_size=65536: must hold at least one page");
 	refused(ok, "policy=random", 2, "policy=random: unknown policy");
+	refused(ok, "readaround=2G", 2, "readaround=2147483648: at most 1G");
+	refused(ok, "readaround=near", 2, "readaround=near: not a size");
 	refused(ok, "threads=0", 2, "threads=0");
 	refused(ok, "plugin=nosuch", 1, "plugin 'nosuch' not found");
 	refused(ok, "plugin=/nonexistent/x.so", 1, "cannot load plugin /nonexistent/x.so");

@@ -432,3 +432,60 @@ Test(views, a_read_that_skips_ahead_inside_the_prefetched_window_keeps_prefetchi
 	free(b);
 	close(fd);
 }
+
+/* Remount the views with more options. */
+static void remount(const char *opts)
+{
+	cr_assert_eq(tm_stop(&m), 0, "daemon exit status; stderr: %s", tm_stderr(&m));
+	cr_assert_eq(tm_start(&m, tm_path(&m, "views.txt"), opts), 0, "mount failed: %s",
+		     tm_stderr(&m));
+}
+
+/* Read one block of page p of v2 (16 KiB pages) and check it. */
+static void touch_v2_page(int fd, size_t p)
+{
+	unsigned char b[4096];
+	cr_assert_eq(pread(fd, b, sizeof(b), (off_t)(p * 16384)), (ssize_t)sizeof(b));
+	cr_assert(memcmp(b, v2 + p * 16384, sizeof(b)) == 0, "page %zu differs", p);
+}
+
+/*
+ * Read-around: the third random miss in a region of 16 pages (256 KiB) fills
+ * and pushes the whole region; a lone miss elsewhere fills only its page; a
+ * view that got a PREFETCH request gets none.
+ */
+Test(views, dense_random_misses_fill_their_region)
+{
+	remount("page_size=16K,buffer_size=1M,readaround=256K");
+	char stats[512];
+	snprintf(stats, sizeof(stats), "%s/.umapfs/stats", m.mnt);
+	const size_t ps = 16384, region = 16 * ps;
+	int fd = open_v2();
+	cr_assert_eq(stats_get(slurp(stats), "readaround_bytes"), region);
+	/* a lone miss in the region at 2 pages of 16: its page only */
+	touch_v2_page(fd, 2 * 16 + 3);
+	wait_cached(fd, (2 * 16 + 3) * ps, ps);
+	/* three misses, none following another, in the first region: all of it */
+	touch_v2_page(fd, 9);
+	touch_v2_page(fd, 4);
+	touch_v2_page(fd, 13);
+	wait_cached(fd, 0, region);
+	expect_v2_bytes(fd, 0, region);
+	const char *s = slurp(stats);
+	cr_assert_geq(stats_get(s, "readaround_prefetches"), 1, "%s", s);
+	usleep(200000); /* nothing else came in the meantime */
+	cr_assert_eq(cached_bytes(fd, 2 * region, region), ps, "the lone miss read around:\n%s",
+		     slurp(stats));
+	/* after a PREFETCH request the reader decides: no read-around */
+	struct umapfs_ioc_range rg = {.offset = 4 * region, .length = ps};
+	cr_assert_eq(ioctl(fd, UMAPFS_IOC_PREFETCH, &rg), 0, "ioctl: %s", strerror(errno));
+	uint64_t ra = stats_get(slurp(stats), "readaround_prefetches");
+	touch_v2_page(fd, 6 * 16 + 9);
+	touch_v2_page(fd, 6 * 16 + 4);
+	touch_v2_page(fd, 6 * 16 + 13);
+	touch_v2_page(fd, 6 * 16 + 1);
+	usleep(200000);
+	cr_assert_eq(stats_get(slurp(stats), "readaround_prefetches"), ra);
+	cr_assert_eq(cached_bytes(fd, 6 * region, region), 4 * ps);
+	close(fd);
+}
