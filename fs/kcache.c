@@ -259,13 +259,17 @@ int kc_pushed(struct daemon *d, struct node *n, uint64_t page)
 	return r;
 }
 
-/* How many pages of [first, end) are charged to the budget (the kernel may cache them)? */
-uint64_t kc_count(struct daemon *d, struct node *n, uint64_t first, uint64_t end)
+/*
+ * How many pages of [first, end) are charged to the budget (the kernel may
+ * cache them)?  *room gets the bytes of budget still free.
+ */
+uint64_t kc_count(struct daemon *d, struct node *n, uint64_t first, uint64_t end, uint64_t *room)
 {
 	uint64_t c = 0;
 	pthread_mutex_lock(&d->kc_lock);
 	for (uint64_t p = first; p < end; p++)
 		c += (uint64_t)kb_test(&n->kc, p);
+	*room = d->kc_bytes < d->kc_budget ? d->kc_budget - d->kc_bytes : 0;
 	pthread_mutex_unlock(&d->kc_lock);
 	return c;
 }

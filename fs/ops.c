@@ -378,10 +378,13 @@ static uint64_t prefetch_range(struct daemon *d, struct node *n, uint64_t off, u
  * is `readaround` bytes, the aligned one holding the page; the threshold a
  * sixteenth of its pages, at least 2, already held (so a region of 8 pages
  * two of which are touched, such as one pixel's time series through a cube of
- * planes of 4 pages, reads nothing around).  Off when the region is under 4
- * pages (larger pages are read whole at the disk's pace already), for
- * writable views (never pushed) and for a view that got a PREFETCH request:
- * its reader says what it needs.
+ * planes of 4 pages, reads nothing around).  Only into free budget, beyond
+ * the slack that eviction leaves free: a guess never pushes out pages the
+ * kernel holds (a random working set larger than the budget read whole
+ * regions for every miss, 5x the bytes).  Off when
+ * the region is under 4 pages (larger pages are read whole at the disk's pace
+ * already), for writable views (never pushed) and for a view that got a
+ * PREFETCH request: its reader says what it needs.
  */
 static void around_detect(struct daemon *d, struct node *n, uint64_t page)
 {
@@ -392,7 +395,10 @@ static void around_detect(struct daemon *d, struct node *n, uint64_t page)
 	if (rp < 4)
 		return; /* pages this large are read whole and well already */
 	uint64_t r = page / rp, first = r * rp, end = first + rp < npages ? first + rp : npages;
-	if (end - first <= need || kc_count(d, n, first, end) < need)
+	if (end - first <= need)
+		return;
+	uint64_t room, held = kc_count(d, n, first, end, &room);
+	if (held < need || (end - first - held) * ps + d->kc_slack >= room)
 		return;
 	struct seq_state *s = &n->seq;
 	pthread_mutex_lock(&s->lock);
