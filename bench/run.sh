@@ -122,7 +122,7 @@ human() { # human 65536 -> 64K, 1.5 GiB -> 1.5G
 VARS_disk="DISK_SIZE DISK_SECONDS"
 VARS_engine="ENGINE_SIZE ENGINE_BUFFER ENGINE_PAGE_SIZES ENGINE_THREADS ENGINE_MIB TOOL_TIMEOUT"
 VARS_uffd="UFFD_FAULT_SIZE UFFD_TP_SIZE UFFD_TP_BUFFER UFFD_SECONDS UFFD_THREADS TOOL_TIMEOUT"
-VARS_raw="RAW_SIZE RAW_PAGE_SIZE RAW_BUFFER RAW_TOUCHES"
+VARS_raw="RAW_SIZE RAW_PAGE_SIZES RAW_BUFFER RAW_TOUCHES"
 VARS_sweep="SWEEP_FRAMES_FIT SWEEP_FRAMES_BIG SWEEP_WIDTH SWEEP_HEIGHT SWEEP_BUFFER SWEEP_PAGE_SIZE
 	SWEEP_PAGE_SIZE_BIG SWEEP_VECTORS SWEEP_RUNS SWEEP_TIMEOUT"
 VARS_bfs="GRAPH_SCALE GRAPH_EDGEFACTOR BFS_THREADS BFS_ROOTS BFS_PAGE_SIZE BFS_BUFFER BFS_TIMEOUT"
@@ -219,7 +219,7 @@ plan() {
 			limit=$((limit + RUNS * TOOL_TIMEOUT)) ;;
 		raw)
 			d=$(bytes "$RAW_SIZE")
-			line="mmap scans of a $RAW_SIZE raw view: page $RAW_PAGE_SIZE, buffer $RAW_BUFFER, $RAW_TOUCHES random 4 KiB touches; seq+rand, cold+warm, mount vs kernel; x$RUNS" ;;
+			line="mmap scans of a $RAW_SIZE raw view: pages $RAW_PAGE_SIZES, buffer $RAW_BUFFER, $RAW_TOUCHES random 4 KiB touches; seq+rand, cold+warm, mount vs kernel; x$RUNS" ;;
 		sweep)
 			d=$((2 * $(night_bytes "$SWEEP_FRAMES_BIG")))
 			line="FITS sweep, $SWEEP_VECTORS vectors: night of $SWEEP_FRAMES_FIT frames ($(human "$(night_bytes "$SWEEP_FRAMES_FIT")")) page $SWEEP_PAGE_SIZE, night of $SWEEP_FRAMES_BIG frames ($(human "$(night_bytes "$SWEEP_FRAMES_BIG")")) page $SWEEP_PAGE_SIZE_BIG, ${SWEEP_WIDTH}x$SWEEP_HEIGHT float32, buffer $SWEEP_BUFFER; mount vs mmap vs cfitsio, cold+warm; x$SWEEP_RUNS, ${SWEEP_TIMEOUT} s limit per sweep"
@@ -650,9 +650,9 @@ section_raw() {
 		say "raw: skipped (umapfs or mmap_scan not built)"
 		return 0
 	fi
-	say "raw: mmap scans of a $RAW_SIZE raw view, page size $RAW_PAGE_SIZE, buffer $RAW_BUFFER (mmap_scan.sh)"
+	say "raw: mmap scans of a $RAW_SIZE raw view, page sizes $RAW_PAGE_SIZES, buffer $RAW_BUFFER (mmap_scan.sh)"
 	local csv=$SCRATCH/raw.csv
-	guarded 1800 "$SRC/bench/mmap_scan.sh" -b "$BUILD" -d "$SCRATCH/raw" -s "$RAW_SIZE" -p "$RAW_PAGE_SIZE" \
+	guarded 1800 "$SRC/bench/mmap_scan.sh" -b "$BUILD" -d "$SCRATCH/raw" -s "$RAW_SIZE" -p "$RAW_PAGE_SIZES" \
 		-B "$RAW_BUFFER" -n "$RAW_TOUCHES" -r "$RUNS" -c "$csv" || {
 		MISSING+=("raw (mmap_scan.sh failed: see log.txt)")
 		rm -rf "$SCRATCH/raw"

@@ -22,7 +22,7 @@ UFFD_SECONDS=0.5            # per page size
 UFFD_THREADS=2
 
 RAW_SIZE=1G                 # raw view scanned through the mount and as a plain file
-RAW_PAGE_SIZE=1M            # umapfs page size for the raw scans
+RAW_PAGE_SIZES="64K 256K 1M 4M"  # umapfs page sizes for the raw scans, 64 KiB to 4 MiB
 RAW_BUFFER=1280M            # fits the file: warm runs are kernel-cache hits
 RAW_TOUCHES=20000           # random 4 KiB touches per random scan
 

@@ -21,7 +21,7 @@ UFFD_SECONDS=5
 UFFD_THREADS=$(( $(nproc) < 16 ? $(nproc) : 16 ))
 
 RAW_SIZE=16G
-RAW_PAGE_SIZE=1M
+RAW_PAGE_SIZES="64K 1M 4M"
 RAW_BUFFER=20G              # fits the file
 RAW_TOUCHES=200000
 
