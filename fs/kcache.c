@@ -49,6 +49,30 @@ static int kb_test(const struct kbitmap *b, uint64_t page)
 	return (b->chunks[c][i / 64] >> (i % 64)) & 1;
 }
 
+/* The number of pages of [first, end) set, a word at a time where it can. */
+static uint64_t kb_count(const struct kbitmap *b, uint64_t first, uint64_t end)
+{
+	uint64_t n = 0, p = first;
+	while (p < end) {
+		uint64_t c = p >> KB_CHUNK_BITS, i = p & ((UINT64_C(1) << KB_CHUNK_BITS) - 1);
+		if (c >= b->nchunks)
+			break;
+		uint64_t chunk_end = (c + 1) << KB_CHUNK_BITS;
+		if (!b->chunks[c]) {
+			p = chunk_end;
+			continue;
+		}
+		if (i % 64 == 0 && p + 64 <= end) {
+			n += (uint64_t)__builtin_popcountll(b->chunks[c][i / 64]);
+			p += 64;
+		} else {
+			n += (b->chunks[c][i / 64] >> (i % 64)) & 1;
+			p++;
+		}
+	}
+	return n;
+}
+
 /* Returns 0, or -ENOMEM when a chunk cannot be allocated. */
 static int kb_set(struct kbitmap *b, uint64_t page, int on)
 {
@@ -265,10 +289,8 @@ int kc_pushed(struct daemon *d, struct node *n, uint64_t page)
  */
 uint64_t kc_count(struct daemon *d, struct node *n, uint64_t first, uint64_t end, uint64_t *room)
 {
-	uint64_t c = 0;
 	pthread_mutex_lock(&d->kc_lock);
-	for (uint64_t p = first; p < end; p++)
-		c += (uint64_t)kb_test(&n->kc, p);
+	uint64_t c = kb_count(&n->kc, first, end);
 	*room = d->kc_bytes < d->kc_budget ? d->kc_budget - d->kc_bytes : 0;
 	pthread_mutex_unlock(&d->kc_lock);
 	return c;

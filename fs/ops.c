@@ -381,10 +381,10 @@ static uint64_t prefetch_range(struct daemon *d, struct node *n, uint64_t off, u
  * planes of 4 pages, reads nothing around).  Only into free budget, beyond
  * the slack that eviction leaves free: a guess never pushes out pages the
  * kernel holds (a random working set larger than the budget read whole
- * regions for every miss, 5x the bytes).  Off when
- * the region is under 4 pages (larger pages are read whole at the disk's pace
- * already), for writable views (never pushed) and for a view that got a
- * PREFETCH request: its reader says what it needs.
+ * regions for every miss, 5x the bytes).  Off when the region is under 4
+ * pages (larger pages are read whole at the disk's pace already), for
+ * writable views (never pushed) and for a view that got a PREFETCH request:
+ * its reader says what it needs.
  */
 static void around_detect(struct daemon *d, struct node *n, uint64_t page)
 {
