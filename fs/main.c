@@ -96,7 +96,7 @@ static void usage(FILE *f)
 		"  -o readahead=SIZE   kernel readahead window of the mount (default: 4K;\n"
 		"                      page size, at most 1M, if a view is writable)\n"
 		"  -o readaround=SIZE  region filled around a miss where access is dense\n"
-		"                      (default 8M, at least 8 pages; 0: off)\n"
+		"                      (default 8M; off below 4 pages and with 0)\n"
 		"  -o threads=N        maximum FUSE worker threads (default 16)\n"
 		"  -o io_threads=N     engine threads running prefetch fills (default 8)\n"
 		"  -o plugin=NAME|PATH view plugin (default raw); searched in\n"
