@@ -113,6 +113,8 @@ static void enqueue_locked(struct daemon *d, struct kc_event *ev)
 {
 	struct kc_event **head = ev->store ? &d->q_head : &d->inv_head;
 	struct kc_event **tail = ev->store ? &d->q_tail : &d->inv_tail;
+	if (ev->store)
+		d->push_backlog += ev->len;
 	ev->next = NULL;
 	if (*tail)
 		(*tail)->next = ev;
@@ -285,13 +287,16 @@ int kc_pushed(struct daemon *d, struct node *n, uint64_t page)
 
 /*
  * How many pages of [first, end) are charged to the budget (the kernel may
- * cache them)?  *room gets the bytes of budget still free.
+ * cache them)?  *room gets the bytes of budget still free, *backlog the
+ * bytes of pushes queued or running.
  */
-uint64_t kc_count(struct daemon *d, struct node *n, uint64_t first, uint64_t end, uint64_t *room)
+uint64_t kc_count(struct daemon *d, struct node *n, uint64_t first, uint64_t end, uint64_t *room,
+		  uint64_t *backlog)
 {
 	pthread_mutex_lock(&d->kc_lock);
 	uint64_t c = kb_count(&n->kc, first, end);
 	*room = d->kc_bytes < d->kc_budget ? d->kc_budget - d->kc_bytes : 0;
+	*backlog = d->push_backlog;
 	pthread_mutex_unlock(&d->kc_lock);
 	return c;
 }
@@ -395,6 +400,8 @@ static void *kc_main(void *arg)
 			     strerror(-ret));
 
 		pthread_mutex_lock(&d->kc_lock);
+		if (ev->store)
+			d->push_backlog -= ev->len;
 		if (ev->store && ret < 0 && !ev->cancelled)
 			kb_set(&n->kfull, ev->off / n->page_size, 0); /* a later READ pushes again */
 		free(ev);

@@ -381,7 +381,10 @@ static uint64_t prefetch_range(struct daemon *d, struct node *n, uint64_t off, u
  * planes of 4 pages, reads nothing around).  Only into free budget, beyond
  * the slack that eviction leaves free: a guess never pushes out pages the
  * kernel holds (a random working set larger than the budget read whole
- * regions for every miss, 5x the bytes).  Off when the region is under 4
+ * regions for every miss, 5x the bytes).  Nor while the pushes waiting for
+ * the notifier would fill half the staging buffer with this region: pages
+ * filled faster than they can be pushed leave the staging buffer first and
+ * are read twice (a 4 GiB view read 7.5 GB).  Off when the region is under 4
  * pages (larger pages are read whole at the disk's pace already), for
  * writable views (never pushed) and for a view that got a PREFETCH request:
  * its reader says what it needs.
@@ -397,9 +400,11 @@ static void around_detect(struct daemon *d, struct node *n, uint64_t page)
 	uint64_t r = page / rp, first = r * rp, end = first + rp < npages ? first + rp : npages;
 	if (end - first <= need)
 		return;
-	uint64_t room, held = kc_count(d, n, first, end, &room);
+	uint64_t room, backlog, held = kc_count(d, n, first, end, &room, &backlog);
 	if (held < need || (end - first - held) * ps + d->kc_slack >= room)
 		return;
+	if (backlog + (end - first - held) * ps > d->opt.staging_size / 2)
+		return; /* (not remembered: a later miss asks again) */
 	struct seq_state *s = &n->seq;
 	pthread_mutex_lock(&s->lock);
 	for (unsigned i = 0; i < 8; i++)

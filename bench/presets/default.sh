@@ -21,10 +21,10 @@ UFFD_TP_BUFFER=32M          # ... through a mapping with this buffer, page sizes
 UFFD_SECONDS=0.5            # per page size
 UFFD_THREADS=2
 
-RAW_SIZE=1G                 # raw view scanned through the mount and as a plain file
+RAW_SIZE=4G                 # raw view scanned through the mount and as a plain file (a few GiB)
 RAW_PAGE_SIZES="64K 256K 1M 4M"  # umapfs page sizes for the raw scans, 64 KiB to 4 MiB
-RAW_BUFFER=1280M            # fits the file: warm runs are kernel-cache hits
-RAW_TOUCHES=20000           # random 4 KiB touches per random scan
+RAW_BUFFER=4352M            # fits the file: warm runs are kernel-cache hits
+RAW_TOUCHES=80000           # random 4 KiB touches per random scan (20000 per GiB)
 
 GRAPH_SCALE=20              # R-MAT 2^20 vertices, edgefactor 16: 128 MiB CSR
 GRAPH_EDGEFACTOR=16
