@@ -314,9 +314,22 @@ int kc_evicting(void *arg, struct umapfs_view *v, uint64_t off, void *data, size
 	return 0;
 }
 
+/* Is a push of a page of [first, last] of n running on another notifier thread? */
+static int push_running_locked(const struct daemon *d, const struct node *n, uint64_t first,
+			       uint64_t last)
+{
+	for (unsigned i = 0; i < KC_THREADS; i++) {
+		const struct kc_worker *w = &d->kc_workers[i];
+		if (w->busy == n && w->busy_page >= first && w->busy_page <= last)
+			return 1;
+	}
+	return 0;
+}
+
 static void *kc_main(void *arg)
 {
-	struct daemon *d = arg;
+	struct kc_worker *me = arg;
+	struct daemon *d = me->d;
 	char *chunk = NULL; /* a push's bytes on their way into the kernel */
 	unsigned inval_run = 0;
 	pthread_mutex_lock(&d->kc_lock);
@@ -349,8 +362,15 @@ static void *kc_main(void *arg)
 		/* a page dropped from the budget since its push was queued */
 		if (ev->store && !kb_test(&n->kfull, ev->off / n->page_size))
 			ev->cancelled = 1;
-		if (ev->store && !ev->cancelled)
+		if (ev->store && !ev->cancelled) {
 			note_locked(d, n, ev->off / n->page_size);
+			me->busy = n;
+			me->busy_page = ev->off / n->page_size;
+		}
+		if (!ev->store)
+			while (!d->kc_stop && push_running_locked(d, n, ev->off / n->page_size,
+								  (ev->off + ev->len - 1) / n->page_size))
+				pthread_cond_wait(&d->kc_done, &d->kc_lock);
 		pthread_mutex_unlock(&d->kc_lock);
 
 		int ret;
@@ -400,6 +420,10 @@ static void *kc_main(void *arg)
 			     strerror(-ret));
 
 		pthread_mutex_lock(&d->kc_lock);
+		if (me->busy) {
+			me->busy = NULL;
+			pthread_cond_broadcast(&d->kc_done);
+		}
 		if (ev->store)
 			d->push_backlog -= ev->len;
 		if (ev->store && ret < 0 && !ev->cancelled)
@@ -454,22 +478,30 @@ int kc_init(struct daemon *d)
 
 int kc_start(struct daemon *d)
 {
-	int ret = pthread_create(&d->kc_thread, NULL, kc_main, d);
-	if (ret)
-		return -ret;
-	d->kc_running = 1;
+	for (unsigned i = 0; i < KC_THREADS; i++) {
+		struct kc_worker *w = &d->kc_workers[i];
+		w->d = d;
+		w->busy = NULL;
+		int ret = pthread_create(&w->thread, NULL, kc_main, w);
+		if (ret) {
+			kc_stop(d);
+			return -ret;
+		}
+		d->kc_running = (int)i + 1;
+	}
 	return 0;
 }
 
-/* Stop the notifier thread; queued events are dropped. */
+/* Stop the notifier threads; queued events are dropped. */
 void kc_stop(struct daemon *d)
 {
 	pthread_mutex_lock(&d->kc_lock);
 	d->kc_stop = 1;
 	pthread_cond_broadcast(&d->kc_cond);
+	pthread_cond_broadcast(&d->kc_done);
 	pthread_mutex_unlock(&d->kc_lock);
-	if (d->kc_running)
-		pthread_join(d->kc_thread, NULL);
+	for (int i = 0; i < d->kc_running; i++)
+		pthread_join(d->kc_workers[i].thread, NULL);
 	d->kc_running = 0;
 	while (d->q_head) {
 		struct kc_event *ev = d->q_head;

@@ -950,6 +950,7 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_REALTIME, &d->mount_time);
 	pthread_mutex_init(&d->kc_lock, NULL);
 	pthread_cond_init(&d->kc_cond, NULL);
+	pthread_cond_init(&d->kc_done, NULL);
 	pthread_mutex_init(&d->pin_lock, NULL);
 
 	int status = 1;
@@ -1151,6 +1152,7 @@ out:
 	free_options(o);
 	pthread_mutex_destroy(&d->kc_lock);
 	pthread_cond_destroy(&d->kc_cond);
+	pthread_cond_destroy(&d->kc_done);
 	pthread_mutex_destroy(&d->pin_lock);
 	if (daemon_pipe >= 0)
 		close(daemon_pipe); /* parent sees EOF and reports our status */

@@ -98,6 +98,8 @@ struct options {
 };
 
 /* One queued kernel-cache operation (kcache.c). */
+#define KC_THREADS 2 /* notifier threads: pushes are copies, and one core cannot keep up */
+
 struct kc_event {
 	struct kc_event *next;
 	int store; /* 1: notify_store of data, 0: notify_inval_inode */
@@ -142,8 +144,19 @@ struct daemon {
 	struct kc_event *q_head, *q_tail;     /* pushes, in fill order */
 	struct kc_event *inv_head, *inv_tail; /* invalidations: served first */
 	uint64_t push_backlog;                /* bytes of pushes queued or running */
-	int kc_stop, kc_running;
-	pthread_t kc_thread;
+	int kc_stop, kc_running; /* kc_running: notifier threads started */
+	/*
+	 * The notifier threads, each with the page whose push it is running:
+	 * an invalidation of that page waits for the push (kc_done), so it
+	 * never lands first and leaves the kernel a page the budget dropped.
+	 */
+	struct kc_worker {
+		struct daemon *d;
+		pthread_t thread;
+		struct node *busy; /* NULL: no push running */
+		uint64_t busy_page;
+	} kc_workers[KC_THREADS];
+	pthread_cond_t kc_done;
 	int push; /* some view is read-only: filled pages are pushed */
 	struct kc_entry *fifo; /* ring */
 	size_t fifo_cap, fifo_head, fifo_len;
