@@ -146,9 +146,10 @@ struct daemon {
 	uint64_t push_backlog;                /* bytes of pushes queued or running */
 	int kc_stop, kc_running; /* kc_running: notifier threads started */
 	/*
-	 * The notifier threads, each with the page whose push it is running:
-	 * an invalidation of that page waits for the push (kc_done), so it
-	 * never lands first and leaves the kernel a page the budget dropped.
+	 * The notifier threads (the first runs invalidations too), each with
+	 * the page whose push it is running: an invalidation of that page
+	 * waits for the push (kc_done), so it never lands first and leaves the
+	 * kernel a page the budget dropped.
 	 */
 	struct kc_worker {
 		struct daemon *d;
