@@ -171,7 +171,7 @@ def main():
                   f"{fmt(o['median'], o['unit'])}{note} | {BASELINE_NAMES.get(b['system'], b['system'])} | "
                   f"{fmt(b['median'], b['unit'])} | **{r:.3g}** |")
         label = f"{o['workload']} {st}".replace("(baseline ", "vs ").replace(")", "")
-        if human(o["page_size"]) not in o["workload"] and o["section"] not in ("raw", "bfs"):
+        if human(o["page_size"]) not in o["workload"] and o["section"] != "bfs":
             label += f" {human(o['page_size'])}"
         ratio_rows.append((o["section"], label, b["system"], r))
     md.append("")
