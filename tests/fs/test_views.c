@@ -441,6 +441,14 @@ static void remount(const char *opts)
 		     tm_stderr(&m));
 }
 
+/* Remount with opts; open v2 (returned) and name the stats file in stats[512]. */
+static int remount_open_v2(const char *opts, char *stats)
+{
+	remount(opts);
+	snprintf(stats, 512, "%s/.umapfs/stats", m.mnt);
+	return open_v2();
+}
+
 /* Read one block of page p of v2 (16 KiB pages) and check it. */
 static void touch_v2_page(int fd, size_t p)
 {
@@ -456,11 +464,9 @@ static void touch_v2_page(int fd, size_t p)
  */
 Test(views, dense_random_misses_fill_their_region)
 {
-	remount("page_size=16K,buffer_size=1M,readaround=256K");
 	char stats[512];
-	snprintf(stats, sizeof(stats), "%s/.umapfs/stats", m.mnt);
+	int fd = remount_open_v2("page_size=16K,buffer_size=1M,readaround=256K", stats);
 	const size_t ps = 16384, region = 16 * ps;
-	int fd = open_v2();
 	cr_assert_eq(stats_get(slurp(stats), "readaround_bytes"), region);
 	/* a lone miss in the region at 2 pages of 16: its page only */
 	touch_v2_page(fd, 2 * 16 + 3);
@@ -497,11 +503,9 @@ Test(views, dense_random_misses_fill_their_region)
  */
 Test(views, dense_random_misses_read_around_only_into_free_budget)
 {
-	remount("page_size=16K,buffer_size=4M,readaround=64K");
 	char stats[512];
-	snprintf(stats, sizeof(stats), "%s/.umapfs/stats", m.mnt);
+	int fd = remount_open_v2("page_size=16K,buffer_size=4M,readaround=64K", stats);
 	const size_t ps = 16384, region = 4 * ps;
-	int fd = open_v2();
 	/* all 5 MiB in order through the budget */
 	unsigned char *buf = malloc(v2_size);
 	cr_assert_eq(read(fd, buf, v2_size), (ssize_t)v2_size);
