@@ -314,7 +314,7 @@ int kc_evicting(void *arg, struct umapfs_view *v, uint64_t off, void *data, size
 	return 0;
 }
 
-/* Is a push of a page of [first, last] of n running on another notifier thread? */
+/* Is a push of a page of [first, last] of n running on a notifier thread? */
 static int push_running_locked(const struct daemon *d, const struct node *n, uint64_t first,
 			       uint64_t last)
 {

@@ -748,29 +748,22 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg
 		fuse_reply_err(req, ENOTTY);
 		return;
 	}
+	/* PREFETCH is a RANGES request of one range: checked whole before anything is asked */
+	struct umapfs_ioc_ranges buf = { 0 }, *rs = &buf;
 	if (cmd == UMAPFS_IOC_PREFETCH) {
-		struct umapfs_ioc_range r;
-		if (in_bufsz < sizeof(r)) {
+		if (in_bufsz < sizeof(buf.range[0])) {
 			fuse_reply_err(req, EINVAL);
 			return;
 		}
-		memcpy(&r, in_buf, sizeof(r));
-		if (r.offset + r.length < r.offset) {
+		memcpy(&buf.range[0], in_buf, sizeof(buf.range[0]));
+		buf.count = 1;
+	} else {
+		if (in_bufsz < sizeof(buf)) {
 			fuse_reply_err(req, EINVAL);
 			return;
 		}
-		uint64_t left = d->kc_budget;
-		atomic_store(&n->explicit_prefetch, 1);
-		atomic_fetch_add(&d->c.ioctl_prefetches, prefetch_range(d, n, r.offset, r.length, &left));
-		fuse_reply_ioctl(req, 0, NULL, 0);
-		return;
+		memcpy(&buf, in_buf, sizeof(buf));
 	}
-	struct umapfs_ioc_ranges buf, *rs = &buf;
-	if (in_bufsz < sizeof(buf)) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	memcpy(&buf, in_buf, sizeof(buf));
 	if (rs->count > UMAPFS_IOC_MAX_RANGES || rs->reserved) {
 		fuse_reply_err(req, EINVAL);
 		return;

@@ -97,9 +97,9 @@ struct options {
 	char *plugin_opts; /* comma list handed to the plugin */
 };
 
-/* One queued kernel-cache operation (kcache.c). */
 #define KC_THREADS 2 /* notifier threads: pushes are copies, and one core cannot keep up */
 
+/* One queued kernel-cache operation (kcache.c). */
 struct kc_event {
 	struct kc_event *next;
 	int store; /* 1: notify_store of data, 0: notify_inval_inode */
