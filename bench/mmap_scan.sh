@@ -32,6 +32,13 @@
 # mounted scan must give the checksum of the native one.  Prints MB/s and the
 # ratio umapfs / native.
 #
+# The native scans are interleaved with the mounted ones: before each page
+# size's scans of a workload, the plain file is scanned the same way, and the
+# native figure is the median over the whole run.  The virtual disk's rate
+# swings by 2x over minutes (and right after the file was written the host
+# still caches it), so a baseline measured only once, at the start, compared
+# the mount with a different disk.
+#
 # Why two random workloads: a kernel mmap fault reads the disk's readahead
 # window around the faulting page (read_ahead_kb of the backing disk: 8 MiB on
 # the VM these figures come from).  Dense random touches (16384 on 1 GiB) make
@@ -117,11 +124,14 @@ kv() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 [ -n "$CSV" ] && echo "system,page_size,mode,state,run,mbps,seconds,checksum,peak_rss,peak_kcache" >"$CSV"
-declare -A RES REFS
+declare -A REFS
 # measure SYSTEM PAGE MODE STATE FILE: RUNS scans (cold: dropped before each; warm:
-# one warming scan first), median into RES.
+# one warming scan first), into VALS[SYSTEM,PAGE,MODE,STATE] (space-separated,
+# appended: the native scans of every page size's turn pile up in one list).
+declare -A VALS RUNNO
 measure() {
-	local sys=$1 ps=$2 mode=$3 state=$4 file=$5 args=() vals=() out sum r mem=","
+	local sys=$1 ps=$2 mode=$3 state=$4 file=$5 args=() out sum r n mem=","
+	local key=$sys,$ps,$mode,$state
 	[ "$mode" = rand ] && args=(-r -n "$TOUCHES")
 	[ "$mode" = sparse ] && args=(-r -n "$SPARSE" -S 7)
 	for r in $(seq 1 "$RUNS"); do
@@ -137,24 +147,24 @@ measure() {
 			exit 1
 		fi
 		REFS[$mode]=$sum
-		vals+=("$(kv mbps "$out")")
+		VALS[$key]="${VALS[$key]:-} $(kv mbps "$out")"
 		if [ "$sys" = umapfs ] && [ -n "$DPID" ]; then
 			mem=$(mem_now "$file" "$DPID" "$DIR/kcache.max" | tr ' ' ',')
 		fi
-		[ -n "$CSV" ] && echo "$sys,$ps,$mode,$state,$r,$(kv mbps "$out"),$(kv seconds "$out"),$sum,$mem" >>"$CSV"
+		n=$((${RUNNO[$key]:-0} + 1))
+		RUNNO[$key]=$n
+		[ -n "$CSV" ] && echo "$sys,$ps,$mode,$state,$n,$(kv mbps "$out"),$(kv seconds "$out"),$sum,$mem" >>"$CSV"
 	done
-	RES[$sys,$ps,$mode,$state]=$(printf '%s\n' "${vals[@]}" | median)
 }
+res() { printf '%s\n' ${VALS[$1]} | median; } # res KEY: median of the scans
 echo "file $SIZE ($SIZE_B bytes) on $(df --output=source "$DIR" | tail -1); random: $TOUCHES touches of 4 KiB, sparse: $SPARSE; disk readahead $(cat "/sys/class/bdi/$(mountpoint -d "$(df --output=target "$DIR" | tail -1)")/read_ahead_kb" 2>/dev/null || echo '?') KiB" >&2
-for mode in $MODES; do
-	measure native - "$mode" cold "$DATA"
-	measure native - "$mode" warm "$DATA"
-done
 for ps in $PAGES; do
 	mount_view "$ps"
 	for mode in $MODES; do
-		measure umapfs "$ps" "$mode" cold "$MNT/scan.raw"
-		measure umapfs "$ps" "$mode" warm "$MNT/scan.raw"
+		for state in cold warm; do
+			measure native - "$mode" "$state" "$DATA"
+			measure umapfs "$ps" "$mode" "$state" "$MNT/scan.raw"
+		done
 	done
 	umount_view
 done
@@ -162,9 +172,9 @@ done
 printf '\nmode  state page_size  native MB/s  umapfs MB/s   ratio\n'
 for mode in $MODES; do
 	for state in cold warm; do
-		n=${RES[native,-,$mode,$state]}
+		n=$(res "native,-,$mode,$state")
 		for ps in $PAGES; do
-			u=${RES[umapfs,$ps,$mode,$state]}
+			u=$(res "umapfs,$ps,$mode,$state")
 			printf '%-5s %-5s %-9s %12.0f %12.0f %7.2f\n' "$mode" "$state" "$ps" "$n" "$u" \
 				"$(awk -v u="$u" -v n="$n" 'BEGIN {print (n > 0) ? u / n : 0}')"
 		done
