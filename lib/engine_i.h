@@ -246,8 +246,16 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 void page_mark_dirty(struct umapfs_engine *e, struct page *p);
 
 /* ---- io.c ---- */
-/* Fill pages[0..n) (all claimed, frames allocated); errs[i] gets 0 or -errno. */
-void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *errs);
+/* Called by io_fill_pages for page i of its batch once it is filled (err 0) or failed. */
+typedef void (*io_page_done_fn)(void *arg, size_t i, int err);
+/*
+ * Fill pages[0..n) (all claimed, frames allocated); errs[i] gets 0 or -errno.
+ * done (if not NULL) is called for each page as soon as its own reads have
+ * completed, in completion order, before io_fill_pages returns, so a waiter
+ * for the first page of a large batch need not wait for the whole batch.
+ */
+void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *errs,
+		   io_page_done_fn done, void *arg);
 /* Write a page back to its backing store.  Returns 0 or -errno. */
 int io_writeback_page(struct umapfs_view *v, struct page *p);
 /* Write several pages back, one submission; errs[i] gets 0 or -errno. */

@@ -68,14 +68,18 @@ static size_t find_ext(const struct umapfs_view *v, uint64_t pos)
 
 static inline bool aligned(uint64_t x) { return (x & (IO_ALIGN - 1)) == 0; }
 
+/* Called as each piece completes, with its seam-filtered result. */
+typedef void (*piece_done_fn)(void *arg, size_t i, int res);
+
 /*
  * Run the io_uring pieces in pl: all are queued before the first wait (up to
- * the ring's size in flight).  res[i] gets each piece's seam-filtered result.
- * Returns 0, or -errno when the ring itself failed (res[] then holds that
- * error for pieces that did not complete).
+ * the ring's size in flight).  res[i] gets each piece's seam-filtered result,
+ * and done (if not NULL) is called with it as the piece completes.  Returns
+ * 0, or -errno when the ring itself failed (res[] then holds that error for
+ * the pieces that did not complete, and done gets it too).
  */
 static int ring_run(struct umapfs_engine *e, struct ring_slot *rs, struct piece *pcs, size_t n,
-		    int *res)
+		    int *res, piece_done_fn done, void *arg)
 {
 	int err = 0;
 	size_t next = 0, inflight = 0;
@@ -91,6 +95,8 @@ static int ring_run(struct umapfs_engine *e, struct ring_slot *rs, struct piece 
 					     : e->sys.pread(e->sys.arg, p->fd, buf, p->rlen, (off_t)p->foff);
 			res[i] = e->sys.complete(e->sys.arg, p->write, p->fd, p->foff, p->rlen,
 						 r > INT_MAX ? INT_MAX : (int)r);
+			if (done)
+				done(arg, i, res[i]);
 		}
 		return 0;
 	}
@@ -122,14 +128,19 @@ static int ring_run(struct umapfs_engine *e, struct ring_slot *rs, struct piece 
 			res[i] = e->sys.complete(e->sys.arg, p->write, p->fd, p->foff, p->rlen, cqe->res);
 			seen++;
 			inflight--;
+			if (done) /* touches no ring state: fine before the advance */
+				done(arg, i, res[i]);
 		}
 		io_uring_cq_advance(&rs->ring, seen);
 	}
 	if (err) {
 		elog(e, UMAPFS_LOG_ERR, "io_uring submit failed: %s", strerror(-err));
 		for (size_t i = 0; i < n; i++)
-			if (res[i] == INT_MIN)
+			if (res[i] == INT_MIN) {
 				res[i] = err;
+				if (done)
+					done(arg, i, err);
+			}
 	}
 	return err;
 }
@@ -214,13 +225,53 @@ static int plan_fill(struct umapfs_view *v, struct page *pg, size_t bi, struct p
 /* Split pieces larger than the kernel's per-request limit (int result). */
 #define MAX_REQ (UINT64_C(1) << 30)
 
-void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *errs)
+/* A fill batch in flight: which pieces each page still waits for. */
+struct fill_batch {
+	struct umapfs_view *v;
+	struct page **pages;
+	int *errs;
+	struct piece *pcs;
+	size_t *left; /* per page: pieces not yet completed */
+	io_page_done_fn done;
+	void *arg;
+};
+
+/* Page i of the batch has all its bytes (or failed): log, hand it on. */
+static void fill_page_done(struct fill_batch *b, size_t i)
+{
+	if (b->errs[i])
+		elog(b->v->e, UMAPFS_LOG_ERR, "%s: fill of page at offset %llu failed: %s",
+		     b->v->name, (unsigned long long)b->pages[i]->offset, strerror(-b->errs[i]));
+	if (b->done)
+		b->done(b->arg, i, b->errs[i]);
+}
+
+/* One fill piece completed with result r: check it, copy it out of the bounce. */
+static void fill_piece_done(void *arg, size_t k, int r)
+{
+	struct fill_batch *b = arg;
+	struct piece *p = &b->pcs[k];
+	if (r >= 0)
+		atomic_fetch_add(&b->v->e->bytes_read, (uint64_t)r);
+	if (r < 0 || (size_t)r < p->need) {
+		if (!b->errs[p->page])
+			b->errs[p->page] = r < 0 ? r : -EIO;
+	} else if (p->bounce) {
+		memcpy(p->dst, p->bounce + p->skip, p->l);
+	}
+	if (--b->left[p->page] == 0)
+		fill_page_done(b, p->page);
+}
+
+void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *errs,
+		   io_page_done_fn done, void *arg)
 {
 	struct umapfs_engine *e = v->e;
 	struct plist pl = { 0 };
 	struct ring_slot *rs = NULL;
 	int ring_err = 0;
 	int *res = NULL;
+	struct fill_batch b = { .v = v, .pages = pages, .errs = errs, .done = done, .arg = arg };
 
 	for (size_t i = 0; i < n; i++)
 		errs[i] = 0;
@@ -228,13 +279,24 @@ void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *er
 		for (size_t i = 0; i < n; i++) {
 			int r = v->ops.fill(v->ops_arg, pages[i]->offset, pages[i]->data, pages[i]->len);
 			errs[i] = r > 0 ? 0 : r;
+			fill_page_done(&b, i);
+		}
+		return;
+	}
+	b.left = calloc(n, sizeof(*b.left));
+	if (!b.left) {
+		for (size_t i = 0; i < n; i++) {
+			errs[i] = -ENOMEM;
+			fill_page_done(&b, i);
 		}
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
+		size_t before = pl.n;
 		int r = plan_fill(v, pages[i], i, &pl);
 		if (r < 0)
 			errs[i] = r;
+		b.left[i] = pl.n - before;
 	}
 	if (pl.n) {
 		int err = 0;
@@ -244,7 +306,7 @@ void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *er
 		if (!res || !rs) {
 			for (size_t i = 0; i < n; i++)
 				errs[i] = res ? err : -ENOMEM;
-			goto out;
+			goto fail_all;
 		}
 		/*
 		 * One bounce area for every unaligned piece of the batch, kept with
@@ -260,7 +322,7 @@ void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *er
 			if (!rs->bounce) {
 				for (size_t i = 0; i < n; i++)
 					errs[i] = -ENOMEM;
-				goto out;
+				goto fail_all;
 			}
 			rs->bounce_size = need;
 		}
@@ -271,25 +333,20 @@ void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *er
 			}
 		for (size_t i = 0; i < pl.n; i++)
 			res[i] = INT_MIN;
-		ring_err = ring_run(e, rs, pl.v, pl.n, res);
-		for (size_t i = 0; i < pl.n; i++) {
-			struct piece *p = &pl.v[i];
-			int r = res[i];
-			if (r >= 0)
-				atomic_fetch_add(&e->bytes_read, (uint64_t)r);
-			if (r < 0 || (size_t)r < p->need) {
-				if (!errs[p->page])
-					errs[p->page] = r < 0 ? r : -EIO;
-				continue;
-			}
-			if (p->bounce)
-				memcpy(p->dst, p->bounce + p->skip, p->l);
-		}
 	}
+	/* Pages read with no O_DIRECT piece (memory, zeros, buffered) are done now. */
 	for (size_t i = 0; i < n; i++)
-		if (errs[i])
-			elog(e, UMAPFS_LOG_ERR, "%s: fill of page at offset %llu failed: %s", v->name,
-			     (unsigned long long)pages[i]->offset, strerror(-errs[i]));
+		if (!b.left[i])
+			fill_page_done(&b, i);
+	if (pl.n) {
+		/* Each page is handed on as soon as its last piece lands. */
+		b.pcs = pl.v;
+		ring_err = ring_run(e, rs, pl.v, pl.n, res, fill_piece_done, &b);
+	}
+	goto out;
+fail_all:
+	for (size_t i = 0; i < n; i++)
+		fill_page_done(&b, i);
 out:
 	if (rs) {
 		if (rs->bounce_size > BOUNCE_CACHE_MAX) {
@@ -301,6 +358,7 @@ out:
 	}
 	free(pl.v);
 	free(res);
+	free(b.left);
 }
 
 /* Buffered write of l bytes through the seam; returns 0 or -errno (-EIO if short). */
@@ -440,7 +498,7 @@ void io_writeback_pages(struct umapfs_view *v, struct page **pages, size_t n, in
 	}
 	for (size_t i = 0; i < pl.n; i++)
 		res[i] = INT_MIN;
-	slot_done(e, rs, ring_run(e, rs, pl.v, pl.n, res));
+	slot_done(e, rs, ring_run(e, rs, pl.v, pl.n, res, NULL, NULL));
 	for (size_t i = 0; i < pl.n; i++) {
 		int *pe = &errs[pl.v[i].page];
 		if (res[i] >= 0)

@@ -377,7 +377,7 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, bool co
 		fill_finish(v, p, 0, false);
 	} else {
 		int err = 0;
-		io_fill_pages(v, &p, 1, &err);
+		io_fill_pages(v, &p, 1, &err, NULL, NULL);
 		fill_finish(v, p, err, true);
 		if (err)
 			return err;
@@ -386,9 +386,27 @@ int page_get(struct umapfs_view *v, uint64_t idx, const void *whole_src, bool co
 	return 0;
 }
 
+/* pages_fill_range's batch: each page is published the moment it is filled. */
+struct range_batch {
+	struct umapfs_view *v;
+	struct page **pages;
+	int ret; /* the first error */
+};
+
+static void range_page_done(void *arg, size_t i, int err)
+{
+	struct range_batch *rb = arg;
+	fill_finish(rb->v, rb->pages[i], err, true);
+	if (err && !rb->ret)
+		rb->ret = err;
+	if (!err)
+		page_unpin(rb->v->e, rb->pages[i]);
+}
+
 /*
  * Make pages [first, first+n) resident without keeping them pinned, filling
- * the missing ones in batches (one io_uring submission per batch).  Budget
+ * the missing ones in batches (one io_uring submission per batch; each page
+ * is published, and its waiters woken, as soon as its own reads land).  Budget
  * for a batch is reserved without waiting while the batch holds claims; a
  * full buffer submits the batch first.  Pages in flight elsewhere are waited
  * for at the end.  Returns 0 or the first error.
@@ -403,6 +421,7 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 	uint64_t *foreign = NULL;
 	size_t nb = 0, nf = 0, ff = 0;
 	int ret = 0;
+	struct range_batch rb = { .v = v, .pages = batch };
 
 	if (!batch || !errs) {
 		ret = -ENOMEM;
@@ -442,14 +461,8 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 		void *frame = NULL;
 		int r = budget_reserve(e, charge, nb > 0 || nowait_first, &frame);
 		if (r == -EAGAIN && nb > 0) {
-			io_fill_pages(v, batch, nb, errs);
-			for (size_t k = 0; k < nb; k++) {
-				fill_finish(v, batch[k], errs[k], true);
-				if (errs[k] && !ret)
-					ret = errs[k];
-				if (!errs[k])
-					page_unpin(e, batch[k]);
-			}
+			io_fill_pages(v, batch, nb, errs, range_page_done, &rb);
+			ret = ret ? ret : rb.ret;
 			nb = 0;
 			r = budget_reserve(e, charge, false, &frame);
 		}
@@ -488,26 +501,14 @@ int pages_fill_range(struct umapfs_view *v, uint64_t first, uint64_t n, bool now
 		}
 		batch[nb++] = p;
 		if (nb == cap) {
-			io_fill_pages(v, batch, nb, errs);
-			for (size_t k = 0; k < nb; k++) {
-				fill_finish(v, batch[k], errs[k], true);
-				if (errs[k] && !ret)
-					ret = errs[k];
-				if (!errs[k])
-					page_unpin(e, batch[k]);
-			}
+			io_fill_pages(v, batch, nb, errs, range_page_done, &rb);
+			ret = ret ? ret : rb.ret;
 			nb = 0;
 		}
 	}
 	if (nb) {
-		io_fill_pages(v, batch, nb, errs);
-		for (size_t k = 0; k < nb; k++) {
-			fill_finish(v, batch[k], errs[k], true);
-			if (errs[k] && !ret)
-				ret = errs[k];
-			if (!errs[k])
-				page_unpin(e, batch[k]);
-		}
+		io_fill_pages(v, batch, nb, errs, range_page_done, &rb);
+		ret = ret ? ret : rb.ret;
 	}
 	/* Pages that were in flight elsewhere: wait (refilling if they failed or left). */
 	for (size_t k = 0; k < nf && !ret; k++) {
