@@ -4,6 +4,9 @@
  * prefetches.
  */
 #include <errno.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,16 +40,157 @@ static bool valid_page_size(uint64_t ps)
 /* ---- frames ---- */
 
 #define FRAME_MAP_MIN (UINT64_C(256) << 10)
+#define HUGE_SIZE (UINT64_C(2) << 20)
+#define CHUNK_FRAME (UINT64_C(1) << 20) /* frames carved from huge-page chunks */
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
 
 /*
+ * Physically contiguous frames.  The block layer splits a request at the
+ * device's segment limit (254 on this machine's virtio disk), and a frame of
+ * 4 KiB pages is one segment per 4 KiB: an O_DIRECT read of 1 MiB went out as
+ * 1016K + 8K, one of 4 MiB as five requests, where kernel readahead into
+ * large folios sends whole 4 MiB requests.  So frames of 2 MiB multiples are
+ * mappings of their own backed by transparent huge pages, and 1 MiB frames
+ * are the halves of such 2 MiB chunks (cold scans and dense random reads at
+ * 1M and 4M pages went from 585-1000 KiB requests to 4 MiB merged ones,
+ * +15-45 %).  Where the kernel has no huge page to give, the same memory is
+ * 4 KiB pages and only the request size is lost.
+ */
+struct hchunk {
+	char *base;                      /* 2 MiB aligned */
+	unsigned free_mask;              /* bit i: frame i of the chunk is free */
+	struct hchunk *prev, *next;      /* chunks with a free frame */
+	bool listed;
+};
+static pthread_mutex_t hc_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hchunk **hc_all; /* every chunk, sorted by base */
+static size_t hc_n, hc_cap;
+static struct hchunk *hc_free; /* chunks with a free frame */
+#define HC_FRAMES ((unsigned)(HUGE_SIZE / CHUNK_FRAME))
+
+/* n bytes (a multiple of 2 MiB) at a 2 MiB boundary, huge pages asked for, populated. */
+static void *huge_map(size_t n)
+{
+	char *raw = mmap(NULL, n + HUGE_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
+		return NULL;
+	char *a = (char *)(((uintptr_t)raw + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1));
+	if (a > raw)
+		munmap(raw, (size_t)(a - raw));
+	if (raw + n + HUGE_SIZE > a + n)
+		munmap(a + n, (size_t)(raw + n + HUGE_SIZE - (a + n)));
+	madvise(a, n, MADV_HUGEPAGE);
+	madvise(a, n, MADV_POPULATE_WRITE); /* best effort: faults do it otherwise */
+	return a;
+}
+
+static size_t hc_find(const char *base) /* index of the first chunk at or after base */
+{
+	size_t lo = 0, hi = hc_n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (hc_all[mid]->base < base)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void hc_list(struct hchunk *c, bool on)
+{
+	if (c->listed == on)
+		return;
+	if (on) {
+		c->prev = NULL;
+		c->next = hc_free;
+		if (hc_free)
+			hc_free->prev = c;
+		hc_free = c;
+	} else {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			hc_free = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+	}
+	c->listed = on;
+}
+
+static void *chunk_frame_alloc(void)
+{
+	pthread_mutex_lock(&hc_lock);
+	struct hchunk *c = hc_free;
+	if (!c) {
+		pthread_mutex_unlock(&hc_lock);
+		c = calloc(1, sizeof(*c));
+		if (!c || !(c->base = huge_map(HUGE_SIZE))) {
+			free(c);
+			return NULL;
+		}
+		c->free_mask = (1u << HC_FRAMES) - 1;
+		pthread_mutex_lock(&hc_lock);
+		if (hc_n == hc_cap) {
+			size_t cap = hc_cap ? 2 * hc_cap : 64;
+			struct hchunk **a = realloc(hc_all, cap * sizeof(*a));
+			if (!a) {
+				pthread_mutex_unlock(&hc_lock);
+				munmap(c->base, HUGE_SIZE);
+				free(c);
+				return NULL;
+			}
+			hc_all = a;
+			hc_cap = cap;
+		}
+		size_t i = hc_find(c->base);
+		memmove(&hc_all[i + 1], &hc_all[i], (hc_n - i) * sizeof(*hc_all));
+		hc_all[i] = c;
+		hc_n++;
+		hc_list(c, true);
+	}
+	unsigned slot = (unsigned)__builtin_ctz(c->free_mask);
+	c->free_mask &= ~(1u << slot);
+	if (!c->free_mask)
+		hc_list(c, false);
+	pthread_mutex_unlock(&hc_lock);
+	return c->base + (size_t)slot * CHUNK_FRAME;
+}
+
+static void chunk_frame_free(void *p)
+{
+	char *base = (char *)((uintptr_t)p & ~(uintptr_t)(HUGE_SIZE - 1));
+	pthread_mutex_lock(&hc_lock);
+	size_t i = hc_find(base);
+	if (i == hc_n || hc_all[i]->base != base) {
+		pthread_mutex_unlock(&hc_lock);
+		abort(); /* not a chunk frame: memory corruption or a size mix-up */
+	}
+	struct hchunk *c = hc_all[i];
+	c->free_mask |= 1u << (unsigned)(((char *)p - base) / CHUNK_FRAME);
+	if (c->free_mask != (1u << HC_FRAMES) - 1) {
+		hc_list(c, true);
+		pthread_mutex_unlock(&hc_lock);
+		return;
+	}
+	/* the chunk is free again: back to the kernel */
+	hc_list(c, false);
+	memmove(&hc_all[i], &hc_all[i + 1], (hc_n - i - 1) * sizeof(*hc_all));
+	hc_n--;
+	pthread_mutex_unlock(&hc_lock);
+	munmap(c->base, HUGE_SIZE);
+	free(c);
+}
+
+/*
  * A page frame of n bytes (a multiple of 4 KiB), 4 KiB aligned, or NULL.
- * Frames of 256 KiB and more are their own mapping, populated with one
- * madvise instead of a fault per 4 KiB during the first O_DIRECT read into
- * them: a cold fill of a large page otherwise spends about as long faulting
- * its frame in as reading it.
+ * Frames of 256 KiB and more are mappings (or chunk halves, above),
+ * populated with one madvise instead of a fault per 4 KiB during the first
+ * O_DIRECT read into them: a cold fill of a large page otherwise spends
+ * about as long faulting its frame in as reading it.  Thread-safe.
  */
 void *frame_alloc(size_t n)
 {
@@ -54,23 +198,26 @@ void *frame_alloc(size_t n)
 		void *p;
 		return posix_memalign(&p, IO_ALIGN, n) ? NULL : p;
 	}
+	if (n == CHUNK_FRAME)
+		return chunk_frame_alloc();
+	if (n % HUGE_SIZE == 0)
+		return huge_map(n);
 	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
-	/*
-	 * No MADV_HUGEPAGE: populating huge pages measured ~10x slower here
-	 * (11 ms vs 1.2 ms per 4 MiB on this VM) than 4 KiB pages.
-	 */
-	madvise(p, n, MADV_POPULATE_WRITE); /* best effort: faults do it otherwise */
+	madvise(p, n, MADV_POPULATE_WRITE);
 	return p;
 }
 
+/* Free a frame from frame_alloc(n), with the same n. */
 void frame_free(void *p, size_t n)
 {
 	if (!p)
 		return;
 	if (n < FRAME_MAP_MIN)
 		free(p);
+	else if (n == CHUNK_FRAME)
+		chunk_frame_free(p);
 	else
 		munmap(p, n);
 }
