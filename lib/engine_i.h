@@ -250,9 +250,10 @@ void page_mark_dirty(struct umapfs_engine *e, struct page *p);
 typedef void (*io_page_done_fn)(void *arg, size_t i, int err);
 /*
  * Fill pages[0..n) (all claimed, frames allocated); errs[i] gets 0 or -errno.
- * done (if not NULL) is called for each page as soon as its own reads have
- * completed, in completion order, before io_fill_pages returns, so a waiter
- * for the first page of a large batch need not wait for the whole batch.
+ * done (if not NULL) is called for each page, in page order, as soon as its
+ * reads and those of the pages before it have completed, before io_fill_pages
+ * returns: a waiter for the first page of a large batch need not wait for the
+ * whole batch, and a sequential reader gets its pages as a stream.
  */
 void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *errs,
 		   io_page_done_fn done, void *arg);

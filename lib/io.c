@@ -232,6 +232,8 @@ struct fill_batch {
 	int *errs;
 	struct piece *pcs;
 	size_t *left; /* per page: pieces not yet completed */
+	size_t next;  /* pages before this one were handed on */
+	size_t n;
 	io_page_done_fn done;
 	void *arg;
 };
@@ -244,6 +246,19 @@ static void fill_page_done(struct fill_batch *b, size_t i)
 		     b->v->name, (unsigned long long)b->pages[i]->offset, strerror(-b->errs[i]));
 	if (b->done)
 		b->done(b->arg, i, b->errs[i]);
+}
+
+/*
+ * Hand on, in page order, the pages of the batch whose reads have all
+ * completed: the reads may complete in any order, but the front end is told
+ * in order, so that a sequential reader sees its pages arrive as a stream
+ * (and the daemon's kernel-cache FIFO stays in file order, which lets its
+ * evictions drop neighbours together).
+ */
+static void fill_flush(struct fill_batch *b)
+{
+	while (b->next < b->n && !b->left[b->next])
+		fill_page_done(b, b->next++);
 }
 
 /* One fill piece completed with result r: check it, copy it out of the bounce. */
@@ -259,8 +274,8 @@ static void fill_piece_done(void *arg, size_t k, int r)
 	} else if (p->bounce) {
 		memcpy(p->dst, p->bounce + p->skip, p->l);
 	}
-	if (--b->left[p->page] == 0)
-		fill_page_done(b, p->page);
+	--b->left[p->page];
+	fill_flush(b);
 }
 
 void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *errs,
@@ -271,7 +286,8 @@ void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *er
 	struct ring_slot *rs = NULL;
 	int ring_err = 0;
 	int *res = NULL;
-	struct fill_batch b = { .v = v, .pages = pages, .errs = errs, .done = done, .arg = arg };
+	struct fill_batch b = { .v = v, .pages = pages, .errs = errs, .n = n, .done = done,
+				.arg = arg };
 
 	for (size_t i = 0; i < n; i++)
 		errs[i] = 0;
@@ -334,19 +350,17 @@ void io_fill_pages(struct umapfs_view *v, struct page **pages, size_t n, int *er
 		for (size_t i = 0; i < pl.n; i++)
 			res[i] = INT_MIN;
 	}
-	/* Pages read with no O_DIRECT piece (memory, zeros, buffered) are done now. */
-	for (size_t i = 0; i < n; i++)
-		if (!b.left[i])
-			fill_page_done(&b, i);
+	/* Leading pages read with no O_DIRECT piece (memory, zeros, buffered) are done now. */
+	fill_flush(&b);
 	if (pl.n) {
-		/* Each page is handed on as soon as its last piece lands. */
+		/* Each page is handed on once its reads and those of the pages before it landed. */
 		b.pcs = pl.v;
 		ring_err = ring_run(e, rs, pl.v, pl.n, res, fill_piece_done, &b);
 	}
 	goto out;
 fail_all:
-	for (size_t i = 0; i < n; i++)
-		fill_page_done(&b, i);
+	for (; b.next < n; b.next++)
+		fill_page_done(&b, b.next);
 out:
 	if (rs) {
 		if (rs->bounce_size > BOUNCE_CACHE_MAX) {
