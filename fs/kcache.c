@@ -185,19 +185,22 @@ static int entry_cmp(const void *a, const void *b)
  * bound holds.
  */
 /*
- * Does the oldest remembered page fall between two pages of the batch of its
- * view?  Then it is a neighbour that was charged a little out of order.
+ * Is the oldest remembered page a neighbour of a page of the batch, with
+ * pages of the batch on both sides of it (a hole in a run)?  Then it was
+ * charged a little out of order.  Random access rarely has such neighbours:
+ * it is not made to drop more than its slack.
  */
 static bool oldest_fills_hole(const struct daemon *d, size_t nb)
 {
 	const struct kc_entry *h = &d->fifo[d->fifo_head];
-	bool below = false, above = false;
-	for (size_t i = 0; i < nb && !(below && above); i++)
+	bool below = false, above = false, next_to = false;
+	for (size_t i = 0; i < nb; i++)
 		if (d->batch[i].node == h->node) {
 			below |= d->batch[i].page < h->page;
 			above |= d->batch[i].page > h->page;
+			next_to |= d->batch[i].page + 1 == h->page || d->batch[i].page == h->page + 1;
 		}
-	return below && above;
+	return below && above && next_to;
 }
 
 static void evict_locked(struct daemon *d)
