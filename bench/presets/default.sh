@@ -1,4 +1,4 @@
-# bench/run.sh preset "default": this 2-core VM, whole run under 15 minutes (about 14).
+# bench/run.sh preset "default": this 2-core VM, whole run about 17 minutes.
 # Sizes are bytes with K/M/G suffixes (powers of 1024); lists are space-separated.
 # Sourced by run.sh, which checks that every variable is set (run.sh --dry-run).
 RUNS=3                      # repetitions of every measurement (median reported)
