@@ -379,7 +379,8 @@ static uint64_t prefetch_range(struct daemon *d, struct node *n, uint64_t off, u
  * sixteenth of its pages, at least 2, already held (so a region of 8 pages
  * two of which are touched, such as one pixel's time series through a cube of
  * planes of 4 pages, reads nothing around).  Only into free budget, beyond
- * the slack that eviction leaves free: a guess never pushes out pages the
+ * what eviction leaves free (the slack, twice it when it takes neighbours
+ * charged out of order along): a guess never pushes out pages the
  * kernel holds (a random working set larger than the budget read whole
  * regions for every miss, 5x the bytes).  Nor while the pushes waiting for
  * the notifier would fill half the staging buffer with this region: pages
@@ -401,7 +402,7 @@ static void around_detect(struct daemon *d, struct node *n, uint64_t page)
 	if (end - first <= need)
 		return;
 	uint64_t room, backlog, held = kc_count(d, n, first, end, &room, &backlog);
-	if (held < need || (end - first - held) * ps + d->kc_slack >= room)
+	if (held < need || (end - first - held) * ps + 2 * d->kc_slack >= room)
 		return;
 	if (backlog + (end - first - held) * ps > d->opt.staging_size / 2)
 		return; /* (not remembered: a later miss asks again) */
