@@ -175,16 +175,6 @@ static int entry_cmp(const void *a, const void *b)
 }
 
 /*
- * Over the budget: drop the oldest pages down to kc_budget - kc_slack, in one
- * go, as few invalidations as possible.  Each invalidation of mapped pages
- * costs the kernel a TLB shootdown (an interrupt to every CPU running the
- * program, and a wait for them), so the dropped pages are sorted and each run
- * of neighbours becomes one invalidation: a sequential scan drops kc_slack
- * per call, and a sweep through the planes of a cube drops neighbouring
- * pages of a frame together.  The slack is taken below the budget, so the
- * bound holds.
- */
-/*
  * Is the oldest remembered page a neighbour of a page of the batch, with
  * pages of the batch on both sides of it (a hole in a run)?  Then it was
  * charged a little out of order.  Random access rarely has such neighbours:
@@ -203,6 +193,16 @@ static bool oldest_fills_hole(const struct daemon *d, size_t nb)
 	return below && above && next_to;
 }
 
+/*
+ * Over the budget: drop the oldest pages down to kc_budget - kc_slack, in one
+ * go, as few invalidations as possible.  Each invalidation of mapped pages
+ * costs the kernel a TLB shootdown (an interrupt to every CPU running the
+ * program, and a wait for them), so the dropped pages are sorted and each run
+ * of neighbours becomes one invalidation: a sequential scan drops kc_slack
+ * per call, and a sweep through the planes of a cube drops neighbouring
+ * pages of a frame together.  The slack is taken below the budget, so the
+ * bound holds.
+ */
 static void evict_locked(struct daemon *d)
 {
 	uint64_t target = d->kc_budget - d->kc_slack;
@@ -316,15 +316,18 @@ int kc_pushed(struct daemon *d, struct node *n, uint64_t page)
 
 /*
  * How many pages of [first, end) are charged to the budget (the kernel may
- * cache them)?  *room gets the bytes of budget still free, *backlog the
- * bytes of pushes queued or running.
+ * cache them)?  *spare gets the bytes of budget free beyond what an eviction
+ * may leave free (twice the slack, see evict_locked): free only because the
+ * budget has never filled.  *backlog gets the bytes of pushes queued or
+ * running.
  */
-uint64_t kc_count(struct daemon *d, struct node *n, uint64_t first, uint64_t end, uint64_t *room,
+uint64_t kc_count(struct daemon *d, struct node *n, uint64_t first, uint64_t end, uint64_t *spare,
 		  uint64_t *backlog)
 {
 	pthread_mutex_lock(&d->kc_lock);
 	uint64_t c = kb_count(&n->kc, first, end);
-	*room = d->kc_bytes < d->kc_budget ? d->kc_budget - d->kc_bytes : 0;
+	uint64_t used = d->kc_bytes + 2 * d->kc_slack;
+	*spare = used < d->kc_budget ? d->kc_budget - used : 0;
 	*backlog = d->push_backlog;
 	pthread_mutex_unlock(&d->kc_lock);
 	return c;

@@ -401,8 +401,8 @@ static void around_detect(struct daemon *d, struct node *n, uint64_t page)
 	uint64_t r = page / rp, first = r * rp, end = first + rp < npages ? first + rp : npages;
 	if (end - first <= need)
 		return;
-	uint64_t room, backlog, held = kc_count(d, n, first, end, &room, &backlog);
-	if (held < need || (end - first - held) * ps + 2 * d->kc_slack >= room)
+	uint64_t spare, backlog, held = kc_count(d, n, first, end, &spare, &backlog);
+	if (held < need || (end - first - held) * ps >= spare)
 		return;
 	if (backlog + (end - first - held) * ps > d->opt.staging_size / 2)
 		return; /* (not remembered: a later miss asks again) */

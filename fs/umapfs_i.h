@@ -199,7 +199,7 @@ void kc_note(struct daemon *d, struct node *n, uint64_t first_page, uint64_t las
 void kc_filled(void *arg, struct umapfs_view *v, uint64_t off, const void *data, size_t len);
 void kc_push(struct node *n, uint64_t off, size_t len, int from_read);
 int kc_pushed(struct daemon *d, struct node *n, uint64_t page);
-uint64_t kc_count(struct daemon *d, struct node *n, uint64_t first, uint64_t end, uint64_t *room,
+uint64_t kc_count(struct daemon *d, struct node *n, uint64_t first, uint64_t end, uint64_t *spare,
 		  uint64_t *backlog);
 int kc_evicting(void *arg, struct umapfs_view *v, uint64_t off, void *data, size_t len);
 void kbitmap_free(struct kbitmap *b);
