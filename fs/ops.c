@@ -370,27 +370,40 @@ static uint64_t prefetch_range(struct daemon *d, struct node *n, uint64_t off, u
 
 /*
  * Dense random access: a READ that is not part of a forward run, in a region
- * of the view where the kernel already holds many pages (charged to the
- * budget), fills the rest of that region in the background, as kernel mmap
- * reads around a fault, so that a reader touching most of a region at random
- * pays a few misses and one parallel fill instead of a miss per page.  Sparse
- * access never reaches the threshold and fills only its own pages.  The region
- * is `readaround` bytes, the aligned one holding the page; the threshold a
- * sixteenth of its pages, at least 2, already held (so a region of 8 pages
- * two of which are touched, such as one pixel's time series through a cube of
- * planes of 4 pages, reads nothing around).  Only into free budget, beyond
- * what eviction leaves free (the slack, twice it when it takes neighbours
- * charged out of order along): a guess never pushes out pages the
- * kernel holds (a random working set larger than the budget read whole
- * regions for every miss, 5x the bytes).  Nor while the pushes waiting for
- * the notifier would fill half the staging buffer with this region: pages
- * filled faster than they can be pushed leave the staging buffer first and
- * are read twice (a 4 GiB view read 7.5 GB).  Off when the region is under 4
- * pages (larger pages are read whole at the disk's pace already), for
- * writable views (never pushed) and for a view that got a PREFETCH request:
- * its reader says what it needs.
+ * of the view where the kernel already held many pages (charged to the
+ * budget) before it, fills the rest of that region in the background, as
+ * kernel mmap reads around a fault, so that a reader touching most of a region
+ * at random pays a few misses and one parallel fill instead of a miss per
+ * page.  Sparse access never reaches the threshold and fills only its own
+ * pages.  The region is `readaround` bytes, the aligned one holding the page;
+ * the threshold a sixteenth of its pages, at least 2, already held (so a
+ * region of 8 pages two of which are touched, such as one pixel's time series
+ * through a cube of planes of 4 pages, reads nothing around).
+ *
+ * A region that proves dense that way earns credit for AR_EARN_PER_NEED x
+ * threshold regions that have not (yet): while the credit lasts, their misses
+ * read around at once, bar every AR_PROBE_EVERY-th, left to prove itself, so
+ * the credit dries up when access turns sparse.  Under dense random access
+ * every region would prove itself, but only after its threshold of serial
+ * misses (a 4 GiB view with 64 KiB pages: 8 misses in each of 512 regions).
+ *
+ * Only into free budget, beyond what eviction leaves free (the slack, twice
+ * it when it takes neighbours charged out of order along): a guess never
+ * pushes out pages the kernel holds (a random working set larger than the
+ * budget read whole regions for every miss, 5x the bytes).  Nor while the
+ * pushes waiting for the notifier would fill half the staging buffer with
+ * this region: pages filled faster than they can be pushed leave the staging
+ * buffer first and are read twice (a 4 GiB view read 7.5 GB).  Off when the
+ * region is under 4 pages (larger pages are read whole at the disk's pace
+ * already), for writable views (never pushed) and for a view that got a
+ * PREFETCH request: its reader says what it needs.  Called after the READ's
+ * own pages [page, rlast] were filled and charged, so that they go to the
+ * disk first.
  */
-static void around_detect(struct daemon *d, struct node *n, uint64_t page)
+#define AR_EARN_PER_NEED 2
+#define AR_PROBE_EVERY 16
+#define AR_CREDIT_MAX_PER_NEED 16
+static void around_detect(struct daemon *d, struct node *n, uint64_t page, uint64_t rlast)
 {
 	if (!d->opt.readaround || n->writable || atomic_load(&n->explicit_prefetch))
 		return;
@@ -402,7 +415,9 @@ static void around_detect(struct daemon *d, struct node *n, uint64_t page)
 	if (end - first <= need)
 		return;
 	uint64_t spare, backlog, held = kc_count(d, n, first, end, &spare, &backlog);
-	if (held < need || (end - first - held) * ps >= spare)
+	uint64_t own = (rlast + 1 < end ? rlast + 1 : end) - page;
+	uint64_t before = held > own ? held - own : 0;
+	if (held >= end - first || (end - first - held) * ps >= spare)
 		return;
 	if (backlog + (end - first - held) * ps > d->opt.staging_size / 2)
 		return; /* (not remembered: a later miss asks again) */
@@ -413,6 +428,17 @@ static void around_detect(struct daemon *d, struct node *n, uint64_t page)
 			pthread_mutex_unlock(&s->lock);
 			return;
 		}
+	uint64_t cap = AR_CREDIT_MAX_PER_NEED * need;
+	if (before >= need) {
+		s->ar_credit = s->ar_credit + AR_EARN_PER_NEED * need < cap
+				       ? s->ar_credit + AR_EARN_PER_NEED * need
+				       : cap;
+	} else if (s->ar_credit && ++s->ar_probe % AR_PROBE_EVERY) {
+		s->ar_credit--;
+	} else {
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
 	s->ar_recent[s->ar_next++ % 8] = r + 1;
 	pthread_mutex_unlock(&s->lock);
 	uint64_t left = d->kc_budget;
@@ -606,12 +632,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	size_t np = (size_t)(last - first + 1);
 
 	atomic_fetch_add(&d->c.reads, 1);
-	if (seq_detect(d, n, first, last) < 2)
-		around_detect(d, n, first);
+	int random = seq_detect(d, n, first, last) < 2;
 	if (np > 1) /* fill all pages of the request concurrently */
 		umapfs_view_prefetch(n->view, first * ps, end - first * ps, NULL, NULL, -1);
 	uint64_t pin_bytes = (uint64_t)np * ps;
 	if (pin_bytes > d->pin_budget || !pin_acquire(d, pin_bytes)) {
+		if (random)
+			around_detect(d, n, first, last);
 		read_copy(req, d, n, start, end);
 		return;
 	}
@@ -655,6 +682,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	} else {
 		/* Remembered before the reply lands, so the budget never lags it. */
 		kc_note(d, n, first, last);
+		if (random)
+			around_detect(d, n, first, last);
 		fuse_reply_iov(req, iov, (int)np);
 		atomic_fetch_add(&d->c.read_bytes, end - start);
 		/*

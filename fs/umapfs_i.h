@@ -50,6 +50,9 @@ struct seq_state {
 	 */
 	uint64_t ar_recent[8];
 	unsigned ar_next;
+	/* read-around credit and probe count (see around_detect) */
+	uint64_t ar_credit;
+	unsigned ar_probe;
 };
 
 /* A two-level bitmap of application pages the kernel may cache. */

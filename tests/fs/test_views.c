@@ -497,6 +497,32 @@ Test(views, dense_random_misses_fill_their_region)
 }
 
 /*
+ * A region that proves dense (its third miss) lends read-around to regions
+ * that have not: their first miss fills them whole, four of them (2 x the
+ * threshold of 2), then the credit is spent and a lone miss reads its page.
+ */
+Test(views, a_dense_region_lends_read_around_to_fresh_ones)
+{
+	char stats[512];
+	int fd = remount_open_v2("page_size=16K,buffer_size=8M,readaround=256K", stats);
+	const size_t ps = 16384, region = 16 * ps;
+	touch_v2_page(fd, 9);
+	touch_v2_page(fd, 4);
+	touch_v2_page(fd, 13);
+	wait_cached(fd, 0, region);
+	for (size_t r = 3; r <= 9; r += 2) {
+		touch_v2_page(fd, r * 16 + 5);
+		wait_cached(fd, r * region, region);
+		expect_v2_bytes(fd, r * region, region);
+	}
+	touch_v2_page(fd, 11 * 16 + 5);
+	usleep(200000);
+	cr_assert_eq(cached_bytes(fd, 11 * region, region), ps, "read around without credit:\n%s",
+		     slurp(stats));
+	close(fd);
+}
+
+/*
  * Read-around never evicts: once the budget (4 MiB here) has been filled,
  * misses read only their own pages, however dense, even with regions small
  * enough to fit the room eviction leaves free (1/8 of the budget).
