@@ -41,7 +41,9 @@ static bool valid_page_size(uint64_t ps)
 
 #define FRAME_MAP_MIN (UINT64_C(256) << 10)
 #define HUGE_SIZE (UINT64_C(2) << 20)
-#define CHUNK_FRAME (UINT64_C(1) << 20) /* frames carved from huge-page chunks */
+#define CHUNK_MIN_SHIFT 16 /* frames of 64 KiB to 1 MiB are carved from huge-page chunks */
+#define CHUNK_MAX_SHIFT 20
+#define CHUNK_CLASSES (CHUNK_MAX_SHIFT - CHUNK_MIN_SHIFT + 1)
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -60,15 +62,31 @@ static bool valid_page_size(uint64_t ps)
  */
 struct hchunk {
 	char *base;                      /* 2 MiB aligned */
-	unsigned free_mask;              /* bit i: frame i of the chunk is free */
+	unsigned shift;                  /* its frames are 1 << shift bytes */
+	uint32_t free_mask;              /* bit i: frame i of the chunk is free */
 	struct hchunk *prev, *next;      /* chunks with a free frame */
 	bool listed;
 };
 static pthread_mutex_t hc_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hchunk **hc_all; /* every chunk, sorted by base */
 static size_t hc_n, hc_cap;
-static struct hchunk *hc_free; /* chunks with a free frame */
-#define HC_FRAMES ((unsigned)(HUGE_SIZE / CHUNK_FRAME))
+static struct hchunk *hc_free[CHUNK_CLASSES]; /* chunks with a free frame, per frame size */
+
+/* All frames of a chunk of 1 << shift byte frames. */
+static uint32_t hc_full_mask(unsigned shift)
+{
+	unsigned n = (unsigned)(HUGE_SIZE >> shift);
+	return n == 32 ? UINT32_MAX : (UINT32_C(1) << n) - 1;
+}
+
+/* The chunk frame size class of an n-byte frame, or -1: not carved from chunks. */
+static int hc_class(size_t n)
+{
+	for (unsigned sh = CHUNK_MIN_SHIFT; sh <= CHUNK_MAX_SHIFT; sh++)
+		if (n == (size_t)1 << sh)
+			return (int)(sh - CHUNK_MIN_SHIFT);
+	return -1;
+}
 
 /* n bytes (a multiple of 2 MiB) at a 2 MiB boundary, huge pages asked for, populated. */
 static void *huge_map(size_t n)
@@ -102,29 +120,30 @@ static size_t hc_find(const char *base) /* index of the first chunk at or after 
 
 static void hc_list(struct hchunk *c, bool on)
 {
+	struct hchunk **head = &hc_free[c->shift - CHUNK_MIN_SHIFT];
 	if (c->listed == on)
 		return;
 	if (on) {
 		c->prev = NULL;
-		c->next = hc_free;
-		if (hc_free)
-			hc_free->prev = c;
-		hc_free = c;
+		c->next = *head;
+		if (*head)
+			(*head)->prev = c;
+		*head = c;
 	} else {
 		if (c->prev)
 			c->prev->next = c->next;
 		else
-			hc_free = c->next;
+			*head = c->next;
 		if (c->next)
 			c->next->prev = c->prev;
 	}
 	c->listed = on;
 }
 
-static void *chunk_frame_alloc(void)
+static void *chunk_frame_alloc(unsigned shift)
 {
 	pthread_mutex_lock(&hc_lock);
-	struct hchunk *c = hc_free;
+	struct hchunk *c = hc_free[shift - CHUNK_MIN_SHIFT];
 	if (!c) {
 		pthread_mutex_unlock(&hc_lock);
 		c = calloc(1, sizeof(*c));
@@ -132,7 +151,8 @@ static void *chunk_frame_alloc(void)
 			free(c);
 			return NULL;
 		}
-		c->free_mask = (1u << HC_FRAMES) - 1;
+		c->shift = shift;
+		c->free_mask = hc_full_mask(shift);
 		pthread_mutex_lock(&hc_lock);
 		if (hc_n == hc_cap) {
 			size_t cap = hc_cap ? 2 * hc_cap : 64;
@@ -153,11 +173,11 @@ static void *chunk_frame_alloc(void)
 		hc_list(c, true);
 	}
 	unsigned slot = (unsigned)__builtin_ctz(c->free_mask);
-	c->free_mask &= ~(1u << slot);
+	c->free_mask &= ~(UINT32_C(1) << slot);
 	if (!c->free_mask)
 		hc_list(c, false);
 	pthread_mutex_unlock(&hc_lock);
-	return c->base + (size_t)slot * CHUNK_FRAME;
+	return c->base + ((size_t)slot << shift);
 }
 
 static void chunk_frame_free(void *p)
@@ -170,8 +190,8 @@ static void chunk_frame_free(void *p)
 		abort(); /* not a chunk frame: memory corruption or a size mix-up */
 	}
 	struct hchunk *c = hc_all[i];
-	c->free_mask |= 1u << (unsigned)(((char *)p - base) / CHUNK_FRAME);
-	if (c->free_mask != (1u << HC_FRAMES) - 1) {
+	c->free_mask |= UINT32_C(1) << (unsigned)(((char *)p - base) >> c->shift);
+	if (c->free_mask != hc_full_mask(c->shift)) {
 		hc_list(c, true);
 		pthread_mutex_unlock(&hc_lock);
 		return;
@@ -194,12 +214,13 @@ static void chunk_frame_free(void *p)
  */
 void *frame_alloc(size_t n)
 {
+	int cls = hc_class(n);
+	if (cls >= 0)
+		return chunk_frame_alloc(CHUNK_MIN_SHIFT + (unsigned)cls);
 	if (n < FRAME_MAP_MIN) {
 		void *p;
 		return posix_memalign(&p, IO_ALIGN, n) ? NULL : p;
 	}
-	if (n == CHUNK_FRAME)
-		return chunk_frame_alloc();
 	if (n % HUGE_SIZE == 0)
 		return huge_map(n);
 	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -214,10 +235,10 @@ void frame_free(void *p, size_t n)
 {
 	if (!p)
 		return;
-	if (n < FRAME_MAP_MIN)
-		free(p);
-	else if (n == CHUNK_FRAME)
+	if (hc_class(n) >= 0)
 		chunk_frame_free(p);
+	else if (n < FRAME_MAP_MIN)
+		free(p);
 	else
 		munmap(p, n);
 }
