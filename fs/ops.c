@@ -370,22 +370,21 @@ static uint64_t prefetch_range(struct daemon *d, struct node *n, uint64_t off, u
 
 /*
  * Dense random access: a READ that is not part of a forward run, in a region
- * of the view where the kernel already held many pages (charged to the
- * budget) before it, fills the rest of that region in the background, as
- * kernel mmap reads around a fault, so that a reader touching most of a region
- * at random pays a few misses and one parallel fill instead of a miss per
- * page.  Sparse access never reaches the threshold and fills only its own
- * pages.  The region is `readaround` bytes, the aligned one holding the page;
- * the threshold a sixteenth of its pages, at least 2, already held (so a
- * region of 8 pages two of which are touched, such as one pixel's time series
- * through a cube of planes of 4 pages, reads nothing around).
+ * of the view of which the kernel already held AR_NEED other pages (charged
+ * to the budget), fills the rest of that region in the background, as kernel
+ * mmap reads around a fault, so that a reader touching most of a region at
+ * random pays a few misses and one parallel fill instead of a miss per page.
+ * The region is `readaround` bytes (at least 4 pages), the aligned one
+ * holding the page.  A region of 8 pages two of which are touched, such as
+ * one pixel's time series through a cube of planes of 4 pages, reads nothing
+ * around; sparse access seldom touches a region thrice.
  *
- * A region that proves dense that way earns credit for AR_EARN_PER_NEED x
- * threshold regions that have not (yet): while the credit lasts, their misses
- * read around at once, bar every AR_PROBE_EVERY-th, left to prove itself, so
- * the credit dries up when access turns sparse.  Under dense random access
- * every region would prove itself, but only after its threshold of serial
- * misses (a 4 GiB view with 64 KiB pages: 8 misses in each of 512 regions).
+ * A region that proves dense that way also earns credit for AR_EARN regions
+ * that have not (yet): while the credit lasts, their misses read around at
+ * once, bar every AR_PROBE_EVERY-th, left to prove itself, so the credit
+ * dries up when access turns sparse.  Under dense random access every region
+ * would prove itself, but only after its serial misses (a 4 GiB view: 3 in
+ * each of 512 regions).
  *
  * Only into free budget, beyond what eviction leaves free (the slack, twice
  * it when it takes neighbours charged out of order along): a guess never
@@ -393,26 +392,23 @@ static uint64_t prefetch_range(struct daemon *d, struct node *n, uint64_t off, u
  * budget read whole regions for every miss, 5x the bytes).  Nor while the
  * pushes waiting for the notifier would fill half the staging buffer with
  * this region: pages filled faster than they can be pushed leave the staging
- * buffer first and are read twice (a 4 GiB view read 7.5 GB).  Off when the
- * region is under 4 pages (larger pages are read whole at the disk's pace
- * already), for writable views (never pushed) and for a view that got a
- * PREFETCH request: its reader says what it needs.  Called after the READ's
- * own pages [page, rlast] were filled and charged, so that they go to the
- * disk first.
+ * buffer first and are read twice (a 4 GiB view read 7.5 GB).  Off for
+ * writable views (never pushed) and for a view that got a PREFETCH request:
+ * its reader says what it needs.  Called after the READ's own pages [page,
+ * rlast] were filled and charged, so that they go to the disk first.
  */
-#define AR_EARN_PER_NEED 2
+#define AR_NEED 2
+#define AR_EARN 4
+#define AR_CREDIT_MAX 32
 #define AR_PROBE_EVERY 16
-#define AR_CREDIT_MAX_PER_NEED 16
 static void around_detect(struct daemon *d, struct node *n, uint64_t page, uint64_t rlast)
 {
 	if (!d->opt.readaround || n->writable || atomic_load(&n->explicit_prefetch))
 		return;
 	uint64_t ps = n->page_size, npages = (n->size + ps - 1) / ps;
-	uint64_t rp = d->opt.readaround / ps, need = rp / 16 > 2 ? rp / 16 : 2;
-	if (rp < 4)
-		return; /* pages this large are read whole and well already */
+	uint64_t rp = d->opt.readaround / ps > 4 ? d->opt.readaround / ps : 4;
 	uint64_t r = page / rp, first = r * rp, end = first + rp < npages ? first + rp : npages;
-	if (end - first <= need)
+	if (end - first <= AR_NEED)
 		return;
 	uint64_t spare, backlog, held = kc_count(d, n, first, end, &spare, &backlog);
 	uint64_t own = (rlast + 1 < end ? rlast + 1 : end) - page;
@@ -428,11 +424,9 @@ static void around_detect(struct daemon *d, struct node *n, uint64_t page, uint6
 			pthread_mutex_unlock(&s->lock);
 			return;
 		}
-	uint64_t cap = AR_CREDIT_MAX_PER_NEED * need;
-	if (before >= need) {
-		s->ar_credit = s->ar_credit + AR_EARN_PER_NEED * need < cap
-				       ? s->ar_credit + AR_EARN_PER_NEED * need
-				       : cap;
+	if (before >= AR_NEED) {
+		s->ar_credit = s->ar_credit + AR_EARN < AR_CREDIT_MAX ? s->ar_credit + AR_EARN
+								      : AR_CREDIT_MAX;
 	} else if (s->ar_credit && ++s->ar_probe % AR_PROBE_EVERY) {
 		s->ar_credit--;
 	} else {

@@ -498,8 +498,8 @@ Test(views, dense_random_misses_fill_their_region)
 
 /*
  * A region that proves dense (its third miss) lends read-around to regions
- * that have not: their first miss fills them whole, four of them (2 x the
- * threshold of 2), then the credit is spent and a lone miss reads its page.
+ * that have not: their first miss fills them whole, four of them (AR_EARN),
+ * then the credit is spent and a lone miss reads its page.
  */
 Test(views, a_dense_region_lends_read_around_to_fresh_ones)
 {
