@@ -14,7 +14,9 @@
 #   -N  sparse random touches per run (default: one per 32 MiB of file, at least 16)
 #   -m  workloads to run (default "seq rand sparse")
 #   -o  more umapfs mount options (e.g. readahead=4K)
-#   -r  runs per measurement; the median is reported (default 1)
+#   -r  runs per measurement, three times as many for sparse touches (half a
+#       second each, at the mercy of a few slow disk requests); the median is
+#       reported (default 1)
 #   -c  also write every measurement as CSV to this file (columns system,
 #       page_size,mode,state,run,mbps,seconds,checksum,peak_rss,peak_kcache;
 #       the last two, for the mount: the daemon's VmHWM and the view's bytes in
@@ -130,11 +132,11 @@ declare -A REFS
 # appended: the native scans of every page size's turn pile up in one list).
 declare -A VALS RUNNO
 measure() {
-	local sys=$1 ps=$2 mode=$3 state=$4 file=$5 args=() out sum r n mem=","
+	local sys=$1 ps=$2 mode=$3 state=$4 file=$5 args=() out sum r n mbps mem="," runs=$RUNS
 	local key=$sys,$ps,$mode,$state
 	[ "$mode" = rand ] && args=(-r -n "$TOUCHES")
-	[ "$mode" = sparse ] && args=(-r -n "$SPARSE" -S 7)
-	for r in $(seq 1 "$RUNS"); do
+	[ "$mode" = sparse ] && args=(-r -n "$SPARSE" -S 7) && runs=$((3 * RUNS))
+	for r in $(seq 1 "$runs"); do
 		if [ "$state" = cold ]; then
 			if [ "$sys" = umapfs ]; then umount_view; drop; mount_view "$ps"; else drop; fi
 		elif [ "$r" = 1 ]; then
@@ -147,13 +149,14 @@ measure() {
 			exit 1
 		fi
 		REFS[$mode]=$sum
-		VALS[$key]="${VALS[$key]:-} $(kv mbps "$out")"
+		mbps=$(awk -v b="$(kv bytes "$out")" -v s="$(kv seconds "$out")" 'BEGIN {printf "%.3f", b / s / 1e6}')
+		VALS[$key]="${VALS[$key]:-} $mbps"
 		if [ "$sys" = umapfs ] && [ -n "$DPID" ]; then
 			mem=$(mem_now "$file" "$DPID" "$DIR/kcache.max" | tr ' ' ',')
 		fi
 		n=$((${RUNNO[$key]:-0} + 1))
 		RUNNO[$key]=$n
-		[ -n "$CSV" ] && echo "$sys,$ps,$mode,$state,$n,$(kv mbps "$out"),$(kv seconds "$out"),$sum,$mem" >>"$CSV"
+		[ -n "$CSV" ] && echo "$sys,$ps,$mode,$state,$n,$mbps,$(kv seconds "$out"),$sum,$mem" >>"$CSV"
 	done
 }
 res() { printf '%s\n' ${VALS[$1]} | median; } # res KEY: median of the scans
@@ -175,7 +178,7 @@ for mode in $MODES; do
 		n=$(res "native,-,$mode,$state")
 		for ps in $PAGES; do
 			u=$(res "umapfs,$ps,$mode,$state")
-			printf '%-5s %-5s %-9s %12.0f %12.0f %7.2f\n' "$mode" "$state" "$ps" "$n" "$u" \
+			printf '%-5s %-5s %-9s %12.1f %12.1f %7.2f\n' "$mode" "$state" "$ps" "$n" "$u" \
 				"$(awk -v u="$u" -v n="$n" 'BEGIN {print (n > 0) ? u / n : 0}')"
 		done
 	done
