@@ -523,6 +523,25 @@ Test(views, a_dense_region_lends_read_around_to_fresh_ones)
 }
 
 /*
+ * A read-around region is at least 4 pages, whatever readaround= says: with
+ * pages as large as half the region (4M pages, the default 8M) a dense miss
+ * would otherwise read only its own page.  Here 16K pages and readaround=32K:
+ * the third miss in pages 0-3 fills the fourth.
+ */
+Test(views, read_around_regions_are_at_least_four_pages)
+{
+	char stats[512];
+	int fd = remount_open_v2("page_size=16K,buffer_size=1M,readaround=32K", stats);
+	const size_t ps = 16384;
+	touch_v2_page(fd, 0);
+	touch_v2_page(fd, 2);
+	touch_v2_page(fd, 3);
+	wait_cached(fd, 0, 4 * ps);
+	expect_v2_bytes(fd, ps, ps);
+	close(fd);
+}
+
+/*
  * Read-around never evicts: once the budget (4 MiB here) has been filled,
  * misses read only their own pages, however dense, even with regions small
  * enough to fit the room eviction leaves free (1/8 of the budget).
