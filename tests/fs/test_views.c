@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -538,6 +539,39 @@ Test(views, read_around_regions_are_at_least_four_pages)
 	touch_v2_page(fd, 3);
 	wait_cached(fd, 0, 4 * ps);
 	expect_v2_bytes(fd, ps, ps);
+	close(fd);
+}
+
+/* The kernel's readahead window for the mount (KiB), from sysfs. */
+static unsigned long mount_read_ahead_kb(void)
+{
+	struct stat st;
+	cr_assert_eq(stat(m.mnt, &st), 0);
+	char path[128];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
+		 minor(st.st_dev));
+	FILE *f = fopen(path, "r");
+	cr_assert(f, "%s: %s", path, strerror(errno));
+	unsigned long kb = 0;
+	cr_assert_eq(fscanf(f, "%lu", &kb), 1, "%s", path);
+	fclose(f);
+	return kb;
+}
+
+/*
+ * Default kernel readahead of a read-only mount: one block under 1M pages,
+ * 256K from 1M (a random fault's window seldom reaches a second page).
+ */
+Test(views, default_readahead_follows_page_size)
+{
+	char stats[512];
+	int fd = remount_open_v2("page_size=16K,buffer_size=1M", stats);
+	cr_assert_eq(stats_get(slurp(stats), "readahead_bytes"), 4096);
+	cr_assert_eq(mount_read_ahead_kb(), 4);
+	close(fd);
+	fd = remount_open_v2("page_size=1M,buffer_size=8M", stats);
+	cr_assert_eq(stats_get(slurp(stats), "readahead_bytes"), 256 << 10);
+	cr_assert_eq(mount_read_ahead_kb(), 256);
 	close(fd);
 }
 
