@@ -631,9 +631,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		umapfs_view_prefetch(n->view, first * ps, end - first * ps, NULL, NULL, -1);
 	uint64_t pin_bytes = (uint64_t)np * ps;
 	if (pin_bytes > d->pin_budget || !pin_acquire(d, pin_bytes)) {
+		read_copy(req, d, n, start, end);
 		if (random)
 			around_detect(d, n, first, last);
-		read_copy(req, d, n, start, end);
 		return;
 	}
 
